@@ -1,0 +1,233 @@
+#include "agent.hpp"
+
+#include <signal.h>
+#include <spdlog/spdlog.h>
+
+#include <cstring>
+
+#include "http.hpp"
+#include "metrics.hpp"
+#include "options.hpp"
+#include "readiness.hpp"
+#include "scheduler.hpp"
+
+namespace vitals {
+
+std::string plugin_dir_for(const Config& c) {
+  return c.plugin_dir.empty() ? PluginHost::default_dir() : c.plugin_dir;
+}
+
+std::optional<Prepared> prepare(const std::string& config_path,
+                                const std::vector<std::shared_ptr<Probe>>& previous,
+                                std::vector<std::string>& errors, const std::string& only_probe) {
+  ConfigResult parsed = load_config(config_path);
+  if (!parsed.config) {
+    errors = parsed.errors;
+    return std::nullopt;
+  }
+  Prepared out{std::move(*parsed.config), std::make_shared<PluginHost>(), {}};
+  const Config& c = out.config;
+  out.plugins->scan(plugin_dir_for(c));
+  if (!only_probe.empty() && !c.probe(only_probe)) {
+    std::string names;
+    for (const auto& p : c.probes) names += (names.empty() ? "" : ", ") + p.name;
+    errors.push_back(c.file + ": no probe named '" + only_probe + "'; probes: " +
+                     (names.empty() ? "(none)" : names));
+    return std::nullopt;
+  }
+  for (const auto& pc : c.probes) {
+    if (!only_probe.empty() && pc.name != only_probe) continue;
+    const std::string where = c.file + ":" + std::to_string(pc.line) + ": probes." + pc.name;
+    auto reused = std::find_if(previous.begin(), previous.end(), [&](const auto& p) {
+      return p->config().same_definition(pc);
+    });
+    if (reused != previous.end()) {
+      out.probes.push_back(*reused);
+      continue;
+    }
+    const Plugin* plugin = out.plugins->find(pc.plugin);
+    if (!plugin) {
+      if (const Refusal* r = out.plugins->refusal_for(pc.plugin)) {
+        errors.push_back(where + ".plugin: plugin '" + pc.plugin + "' was refused (" + r->reason +
+                         "): " + r->message + " [" + r->path + "]");
+      } else {
+        std::string names;
+        for (const auto& p : out.plugins->plugins())
+          names += (names.empty() ? "" : ", ") + std::string(p->desc.name);
+        errors.push_back(where + ".plugin: no plugin '" + pc.plugin + "' in " +
+                         out.plugins->dir() + "; available: " + (names.empty() ? "(none)" : names));
+      }
+      continue;
+    }
+    BoundOptions options;
+    if (!bind_options(pc, plugin->desc, c.file, options, errors)) continue;
+    std::shared_ptr<const Plugin> keep(out.plugins, plugin);  // the host owns the plugin
+    auto probe = std::make_shared<Probe>(pc, keep, std::move(options));
+    std::string why;
+    if (!probe->create(why)) {
+      errors.push_back(where + ".options: " + why);
+      continue;
+    }
+    out.probes.push_back(std::move(probe));
+  }
+  if (!errors.empty()) return std::nullopt;
+  return out;
+}
+
+namespace {
+
+spdlog::level::level_enum to_spdlog(LogLevel l) {
+  switch (l) {
+    case LogLevel::Trace: return spdlog::level::trace;
+    case LogLevel::Debug: return spdlog::level::debug;
+    case LogLevel::Info: return spdlog::level::info;
+    case LogLevel::Warn: return spdlog::level::warn;
+    case LogLevel::Error: return spdlog::level::err;
+  }
+  return spdlog::level::info;
+}
+
+void apply_log_level(const Config& c) {
+  const auto level = to_spdlog(c.log_level);
+  spdlog::set_level(level);
+  spdlog::apply_all([&](const std::shared_ptr<spdlog::logger>& l) { l->set_level(level); });
+}
+
+void warn_unused_refusals(const Prepared& p) {
+  for (const auto& r : p.plugins->refusals()) {
+    bool used = false;
+    for (const auto& pc : p.config.probes) used |= pc.plugin == r.name;
+    if (!used) spdlog::warn("refused plugin {} ({}): {}", r.path, r.reason, r.message);
+  }
+}
+
+class Agent {
+ public:
+  Agent(std::string path, std::optional<int> notify_flag)
+      : path_(std::move(path)), notify_flag_(notify_flag), health_(VITALS_VERSION) {}
+
+  int run() {
+    std::vector<std::string> errors;
+    auto prepared = prepare(path_, {}, errors);
+    if (!prepared) {
+      for (const auto& e : errors) spdlog::error("{}", e);
+      return kPermanent;
+    }
+    apply_log_level(prepared->config);
+    warn_unused_refusals(*prepared);
+
+    std::string why;
+    const auto fd = resolve_notify_fd(notify_flag_, prepared->config.notify_fd, why);
+    if (!why.empty()) {
+      spdlog::error("{}", why);
+      return kPermanent;
+    }
+    if (fd && !fd_is_open(*fd, why)) {
+      spdlog::critical("notification-fd {} is not open: {}", *fd, why);
+      return kTemporary;
+    }
+    notifier_ = std::make_unique<ReadinessNotifier>(fd);
+
+    scheduler_ = std::make_unique<Scheduler>(prepared->config.start_period,
+                                             [this] { check_ready(); });
+    install(*prepared);
+    facts_.version = VITALS_VERSION;
+    facts_.process_start = health_.started_at();
+    facts_.last_reload_success = std::chrono::system_clock::now();
+
+    std::unique_ptr<HttpServer> http;
+    try {
+      http = std::make_unique<HttpServer>(
+          prepared->config.listen,
+          HttpBackend{[this] { return health_.snapshot(); }, [this] { return facts(); },
+                      [this] { return alive(); }});
+    } catch (const std::exception& e) {
+      spdlog::critical("unable to listen on {}: {}", prepared->config.listen, e.what());
+      return kTemporary;
+    }
+    http->start();
+    scheduler_->start();
+    listen_ = prepared->config.listen;
+    spdlog::info("vitals {} listening on {} with {} probe(s)", VITALS_VERSION, listen_,
+                 prepared->config.probes.size());
+    check_ready();
+    current_ = std::move(*prepared);
+
+    sigset_t set;
+    sigemptyset(&set);
+    for (int s : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&set, s);
+    for (;;) {
+      int sig = 0;
+      if (sigwait(&set, &sig) != 0) continue;
+      if (sig == SIGHUP) {
+        reload();
+        continue;
+      }
+      spdlog::info("received {}, stopping", strsignal(sig));
+      break;
+    }
+    http->stop();
+    scheduler_->stop(Millis(500));
+    return kOk;
+  }
+
+ private:
+  void install(const Prepared& p) {
+    health_.set_probes(p.probes, p.config.start_period, p.config.details_exposed());
+    scheduler_->set_probes(p.probes);
+  }
+
+  void reload() {
+    std::vector<std::string> errors;
+    auto next = prepare(path_, health_.probes(), errors);
+    std::lock_guard lock(facts_mutex_);
+    if (!next) {
+      facts_.last_reload_successful = false;
+      for (const auto& e : errors) spdlog::error("reload rejected, keeping the running config: {}", e);
+      return;
+    }
+    if (next->config.listen != listen_)
+      spdlog::warn("listen changed to {}; it takes effect at the next restart", next->config.listen);
+    apply_log_level(next->config);
+    warn_unused_refusals(*next);
+    install(*next);
+    current_ = std::move(*next);
+    facts_.last_reload_successful = true;
+    facts_.last_reload_success = std::chrono::system_clock::now();
+    spdlog::info("reloaded {} with {} probe(s)", path_, current_->config.probes.size());
+    check_ready();
+  }
+
+  void check_ready() {
+    if (!notifier_ || !notifier_->pending()) return;
+    if (health_.snapshot().ready && notifier_->notify()) spdlog::info("ready: notified s6");
+  }
+
+  AgentFacts facts() {
+    std::lock_guard lock(facts_mutex_);
+    return facts_;
+  }
+
+  bool alive() const {
+    return std::chrono::steady_clock::now() - scheduler_->heartbeat() < Millis(5000);
+  }
+
+  std::string path_;
+  std::optional<int> notify_flag_;
+  Health health_;
+  std::unique_ptr<ReadinessNotifier> notifier_;
+  std::unique_ptr<Scheduler> scheduler_;
+  std::optional<Prepared> current_;
+  std::string listen_;
+  std::mutex facts_mutex_;
+  AgentFacts facts_;
+};
+
+}  // namespace
+
+int run_agent(const std::string& config_path, std::optional<int> notify_fd_flag) {
+  Agent agent(config_path, notify_fd_flag);
+  return agent.run();
+}
+
+}  // namespace vitals

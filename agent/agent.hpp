@@ -1,0 +1,39 @@
+// `vitals run`: wires config, plugin host, scheduler, HTTP and readiness; reloads on SIGHUP.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "config.hpp"
+#include "health.hpp"
+#include "plugin_host.hpp"
+#include "probe.hpp"
+
+namespace vitals {
+
+// A validated config with its plugins loaded and its probes created, ready to swap in.
+struct Prepared {
+  Config config;
+  std::shared_ptr<PluginHost> plugins;
+  std::vector<std::shared_ptr<Probe>> probes;
+};
+
+// parse -> validate -> load plugins -> bind options -> create instances. Probes of `previous`
+// whose definition is unchanged are reused as they are (with their history). With only_probe set,
+// only that probe is bound and created. Returns nullopt with one-line errors.
+std::optional<Prepared> prepare(const std::string& config_path,
+                                const std::vector<std::shared_ptr<Probe>>& previous,
+                                std::vector<std::string>& errors,
+                                const std::string& only_probe = "");
+
+// The plugin directory a config uses (its plugin_dir, else the default beside the executable).
+std::string plugin_dir_for(const Config& c);
+
+// Exit codes in s6's vocabulary.
+enum Exit { kOk = 0, kUnhealthy = 1, kPermanent = 100, kTemporary = 111 };
+
+int run_agent(const std::string& config_path, std::optional<int> notify_fd_flag);
+
+}  // namespace vitals

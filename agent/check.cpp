@@ -1,0 +1,262 @@
+#include "check.hpp"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <string>
+
+#include "paths.hpp"
+#include "text.hpp"
+
+namespace vitals {
+
+namespace {
+
+constexpr int kOk = 0, kFail = 1;
+constexpr long kDeadlineMs = 2000;
+constexpr const char* kDefaultListen = "127.0.0.1:9851";
+
+long now_ms() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1000 + ts.tv_nsec / 1'000'000;
+}
+
+int say(int code, const std::string& line) {
+  std::string out = line.size() > 4095 ? line.substr(0, 4095) : line;
+  std::printf("%s\n", out.c_str());
+  return code;
+}
+
+std::string trim(std::string s) {
+  const char* ws = " \t\r\n";
+  s.erase(0, s.find_first_not_of(ws));
+  s.erase(s.find_last_not_of(ws) + 1);
+  return s;
+}
+
+// The top-level `listen:` of a config file, ${VAR}-expanded. Only block-style top-level keys
+// are looked at: enough for the agent's own configs, without loading a YAML parser here.
+bool listen_from_config(const std::string& path, std::string& listen, std::string& error) {
+  std::ifstream in(path);
+  if (!in) {
+    error = "unable to read " + path + ": " + std::strerror(errno);
+    return false;
+  }
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("listen:", 0) != 0) continue;
+    std::string v = line.substr(7);
+    if (auto hash = v.find(" #"); hash != std::string::npos) v = v.substr(0, hash);
+    v = trim(v);
+    if (v.size() >= 2 && (v.front() == '"' || v.front() == '\'') && v.back() == v.front())
+      v = v.substr(1, v.size() - 2);
+    auto expanded = expand_env(v, error);
+    if (!expanded) {
+      error = path + ": listen: " + error;
+      return false;
+    }
+    listen = *expanded;
+    return true;
+  }
+  listen = kDefaultListen;
+  return true;
+}
+
+bool split(const std::string& hostport, std::string& host, int& port) {
+  std::string p;
+  if (!hostport.empty() && hostport[0] == '[') {
+    const size_t close = hostport.find("]:");
+    if (close == std::string::npos) return false;
+    host = hostport.substr(1, close - 1);
+    p = hostport.substr(close + 2);
+  } else {
+    const size_t colon = hostport.rfind(':');
+    if (colon == std::string::npos) return false;
+    host = hostport.substr(0, colon);
+    p = hostport.substr(colon + 1);
+  }
+  if (p.empty() || p.size() > 5 || p.find_first_not_of("0123456789") != std::string::npos)
+    return false;
+  port = std::stoi(p);
+  if (host == "0.0.0.0" || host == "localhost" || host.empty()) host = "127.0.0.1";
+  if (host == "::") host = "::1";
+  return port > 0 && port < 65536;
+}
+
+std::string url_encode(const std::string& s) {
+  std::string out;
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      char buf[4];
+      std::snprintf(buf, sizeof buf, "%%%02X", c);
+      out += buf;
+    }
+  }
+  return out;
+}
+
+bool wait_fd(int fd, short events, long deadline) {
+  for (;;) {
+    const long left = deadline - now_ms();
+    if (left <= 0) return false;
+    pollfd p{fd, events, 0};
+    const int n = poll(&p, 1, static_cast<int>(left));
+    if (n > 0) return true;
+    if (n == 0) return false;
+    if (errno != EINTR) return false;
+  }
+}
+
+// One HTTP/1.0 GET within the deadline. Returns the status code, or -1 with `error` set.
+int http_get(const std::string& host, int port, const std::string& target, std::string& body,
+             std::string& error) {
+  const long deadline = now_ms() + kDeadlineMs;
+  sockaddr_storage addr{};
+  socklen_t len = 0;
+  auto* v4 = reinterpret_cast<sockaddr_in*>(&addr);
+  auto* v6 = reinterpret_cast<sockaddr_in6*>(&addr);
+  if (inet_pton(AF_INET, host.c_str(), &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons(static_cast<uint16_t>(port));
+    len = sizeof *v4;
+  } else if (inet_pton(AF_INET6, host.c_str(), &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons(static_cast<uint16_t>(port));
+    len = sizeof *v6;
+  } else {
+    error = "invalid address '" + host + "' (use an IP address)";
+    return -1;
+  }
+  const std::string where = host + ":" + std::to_string(port);
+  const int fd = socket(addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    error = std::string("unable to create a socket: ") + std::strerror(errno);
+    return -1;
+  }
+  struct Closer {
+    int fd;
+    ~Closer() { close(fd); }
+  } closer{fd};
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), len) != 0 && errno != EINPROGRESS) {
+    error = "unable to connect to " + where + ": " + std::strerror(errno);
+    return -1;
+  }
+  if (!wait_fd(fd, POLLOUT, deadline)) {
+    error = "unable to connect to " + where + ": timed out";
+    return -1;
+  }
+  int soerr = 0;
+  socklen_t soerr_len = sizeof soerr;
+  getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &soerr_len);
+  if (soerr) {
+    error = "unable to connect to " + where + ": " + std::strerror(soerr);
+    return -1;
+  }
+  const std::string req = "GET " + target + " HTTP/1.0\r\nHost: " + where +
+                          "\r\nUser-Agent: vitals-check\r\nConnection: close\r\n\r\n";
+  size_t sent = 0;
+  while (sent < req.size()) {
+    const ssize_t n = send(fd, req.data() + sent, req.size() - sent, MSG_NOSIGNAL);
+    if (n > 0) {
+      sent += static_cast<size_t>(n);
+    } else if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+      if (!wait_fd(fd, POLLOUT, deadline)) break;
+    } else {
+      break;
+    }
+  }
+  if (sent < req.size()) {
+    error = "unable to send to " + where;
+    return -1;
+  }
+  std::string resp;
+  char buf[4096];
+  while (resp.size() < 64 * 1024) {
+    if (!wait_fd(fd, POLLIN, deadline)) {
+      error = "no answer from " + where + " within 2s";
+      return -1;
+    }
+    const ssize_t n = recv(fd, buf, sizeof buf, 0);
+    if (n > 0) resp.append(buf, static_cast<size_t>(n));
+    else if (n == 0) break;
+    else if (errno != EAGAIN && errno != EINTR) break;
+  }
+  int status = 0;
+  if (std::sscanf(resp.c_str(), "HTTP/%*d.%*d %d", &status) != 1) {
+    error = "malformed answer from " + where;
+    return -1;
+  }
+  const size_t header_end = resp.find("\r\n\r\n");
+  body = header_end == std::string::npos ? "" : resp.substr(header_end + 4);
+  return status;
+}
+
+}  // namespace
+
+int run_check(int argc, char** argv) {
+  std::string config, url, probe;
+  bool ready = false;
+  for (int i = 2; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto value = [&](std::string& out) {
+      if (i + 1 >= argc) return false;
+      out = argv[++i];
+      return true;
+    };
+    bool ok = true;
+    if (a == "-c" || a == "--config") ok = value(config);
+    else if (a == "--url") ok = value(url);
+    else if (a == "--probe") ok = value(probe);
+    else if (a == "--ready") ready = true;
+    else if (a == "--help" || a == "-h") {
+      return say(kOk, "usage: vitals check [-c FILE | --url http://HOST:PORT] [--probe NAME | --ready]");
+    } else ok = false;
+    if (!ok)
+      return say(kFail, "usage error: vitals check [-c FILE | --url http://HOST:PORT] [--probe NAME | --ready]");
+  }
+  if (ready && !probe.empty()) return say(kFail, "usage error: --probe and --ready exclude each other");
+
+  std::string listen, error;
+  if (!url.empty()) {
+    std::string rest = url;
+    if (rest.rfind("http://", 0) == 0) rest = rest.substr(7);
+    else if (rest.find("://") != std::string::npos)
+      return say(kFail, "usage error: --url must be http://HOST:PORT");
+    listen = rest.substr(0, rest.find('/'));
+  } else if (!config.empty()) {
+    if (!listen_from_config(config, listen, error)) return say(kFail, "usage error: " + error);
+  } else if (access(default_config_path().c_str(), R_OK) == 0) {
+    if (!listen_from_config(default_config_path(), listen, error))
+      return say(kFail, "usage error: " + error);
+  } else {
+    listen = kDefaultListen;
+  }
+  std::string host;
+  int port = 0;
+  if (!split(listen, host, port)) return say(kFail, "usage error: invalid address '" + listen + "'");
+
+  const std::string target = ready ? "/readyz?format=line"
+                             : probe.empty() ? "/health?format=line"
+                                             : "/health/" + url_encode(probe) + "?format=line";
+  std::string body;
+  const int status = http_get(host, port, target, body, error);
+  if (status < 0) return say(kFail, "unreachable: " + error);
+  if (status == 404 && !probe.empty()) return say(kFail, "no such probe: " + probe);
+  body = trim(body.substr(0, body.find('\n')));
+  if (body.empty()) body = "HTTP " + std::to_string(status);
+  return say(status == 200 ? kOk : kFail, body);
+}
+
+}  // namespace vitals

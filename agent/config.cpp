@@ -1,0 +1,398 @@
+#include "config.hpp"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "text.hpp"
+
+namespace vitals {
+
+namespace {
+
+constexpr size_t kMaxConfigBytes = 1 << 20;
+
+// Walks yaml-cpp's tree, collecting one-line errors that name file, line and key path.
+class Walker {
+ public:
+  Walker(std::string file, std::vector<std::string>& errors)
+      : file_(std::move(file)), errors_(errors) {}
+
+  void error(const YAML::Node& at, const std::string& path, const std::string& message) {
+    std::string where = file_;
+    if (at.Mark().line >= 0) where += ":" + std::to_string(at.Mark().line + 1);
+    errors_.push_back(where + ": " + (path.empty() ? "" : path + ": ") + message);
+  }
+
+  // Rejects duplicate and unknown keys (yaml-cpp keeps both silently). Returns false on error.
+  bool check_keys(const YAML::Node& map, const std::string& path,
+                  const std::vector<std::string>& valid) {
+    bool ok = true;
+    std::map<std::string, int> seen;
+    for (auto it = map.begin(); it != map.end(); ++it) {
+      const std::string key = it->first.Scalar();
+      const std::string key_path = join(path, key);
+      if (auto [prev, fresh] = seen.emplace(key, it->first.Mark().line + 1); !fresh) {
+        error(it->first, key_path,
+              "duplicate key (first at line " + std::to_string(prev->second) + ")");
+        ok = false;
+      }
+      if (!valid.empty() && std::find(valid.begin(), valid.end(), key) == valid.end()) {
+        std::string list;
+        for (const auto& v : sorted(valid)) list += (list.empty() ? "" : ", ") + v;
+        error(it->first, path, "unknown key '" + key + "'; valid keys: " + list);
+        ok = false;
+      }
+    }
+    return ok;
+  }
+
+  // A scalar, ${VAR}-expanded. Reports and returns nullopt for maps, lists and bad variables.
+  std::optional<std::string> scalar(const YAML::Node& n, const std::string& path) {
+    if (!n.IsScalar()) {
+      error(n, path, n.IsNull() ? "expected a value, got nothing" : "expected a single value");
+      return std::nullopt;
+    }
+    std::string why;
+    auto expanded = expand_env(n.Scalar(), why);
+    if (!expanded) error(n, path, why);
+    return expanded;
+  }
+
+  std::optional<Millis> duration(const YAML::Node& n, const std::string& path) {
+    auto text = scalar(n, path);
+    if (!text) return std::nullopt;
+    auto d = parse_duration(*text);
+    if (!d) error(n, path, "invalid duration '" + *text + "'; use e.g. 250ms, 2s, 1m");
+    return d;
+  }
+
+  std::optional<long long> integer(const YAML::Node& n, const std::string& path, long long min,
+                                   long long max) {
+    auto text = scalar(n, path);
+    if (!text) return std::nullopt;
+    char* end = nullptr;
+    errno = 0;
+    long long v = std::strtoll(text->c_str(), &end, 10);
+    if (text->empty() || *end || errno) {
+      error(n, path, "expected an integer, got '" + *text + "'");
+      return std::nullopt;
+    }
+    if (v < min || v > max) {
+      error(n, path,
+            "must be between " + std::to_string(min) + " and " + std::to_string(max) + ", got " +
+                *text);
+      return std::nullopt;
+    }
+    return v;
+  }
+
+  std::optional<bool> boolean(const YAML::Node& n, const std::string& path) {
+    auto text = scalar(n, path);
+    if (!text) return std::nullopt;
+    if (*text == "true") return true;
+    if (*text == "false") return false;
+    error(n, path, "expected true or false, got '" + *text + "'");
+    return std::nullopt;
+  }
+
+  static std::string join(const std::string& path, const std::string& key) {
+    return path.empty() ? key : path + "." + key;
+  }
+
+ private:
+  static std::vector<std::string> sorted(std::vector<std::string> v) {
+    std::sort(v.begin(), v.end());
+    return v;
+  }
+  std::string file_;
+  std::vector<std::string>& errors_;
+};
+
+template <class T>
+bool assign(std::optional<T> v, T& out) {
+  if (v) out = *v;
+  return v.has_value();
+}
+
+std::optional<OptionValue> parse_option(Walker& w, const YAML::Node& n, const std::string& path) {
+  OptionValue v;
+  v.line = n.Mark().line + 1;
+  if (n.IsSequence()) {
+    v.kind = OptionValue::Kind::List;
+    int i = 0;
+    for (const auto& item : n) {
+      auto s = w.scalar(item, path + "[" + std::to_string(i++) + "]");
+      if (!s) return std::nullopt;
+      v.list.push_back(*s);
+    }
+  } else if (n.IsMap()) {
+    v.kind = OptionValue::Kind::Map;
+    if (!w.check_keys(n, path, {})) return std::nullopt;
+    for (auto it = n.begin(); it != n.end(); ++it) {
+      auto s = w.scalar(it->second, Walker::join(path, it->first.Scalar()));
+      if (!s) return std::nullopt;
+      v.map.emplace_back(it->first.Scalar(), *s);
+    }
+  } else {
+    auto s = w.scalar(n, path);
+    if (!s) return std::nullopt;
+    v.scalar = *s;
+  }
+  return v;
+}
+
+void parse_probe(Walker& w, const std::string& name, const YAML::Node& key, const YAML::Node& n,
+                 Config& config) {
+  const std::string path = "probes." + name;
+  if (name.empty() || name.find('/') != std::string::npos) {
+    w.error(key, path, "probe names must be non-empty and must not contain '/'");
+    return;
+  }
+  if (!n.IsMap()) {
+    w.error(n.IsNull() ? key : n, path, "expected a map with at least 'plugin'");
+    return;
+  }
+  static const std::vector<std::string> kKeys = {
+      "plugin",  "tier",           "gates_readiness", "interval",          "start_interval",
+      "timeout", "failure_threshold", "success_threshold", "options"};
+  bool ok = w.check_keys(n, path, kKeys);
+  ProbeConfig p;
+  p.name = name;
+  p.line = key.Mark().line + 1;
+  if (!n["plugin"]) {
+    w.error(key, path, "missing required key 'plugin'");
+    ok = false;
+  } else {
+    ok &= assign(w.scalar(n["plugin"], path + ".plugin"), p.plugin);
+  }
+  if (n["tier"]) {
+    auto t = w.scalar(n["tier"], path + ".tier");
+    if (t && *t == "critical") p.tier = Tier::Critical;
+    else if (t && *t == "optional") p.tier = Tier::Optional;
+    else {
+      if (t) w.error(n["tier"], path + ".tier", "expected critical or optional, got '" + *t + "'");
+      ok = false;
+    }
+  }
+  p.gates_readiness = p.tier == Tier::Critical;
+  if (n["gates_readiness"])
+    ok &= assign(w.boolean(n["gates_readiness"], path + ".gates_readiness"), p.gates_readiness);
+  if (n["interval"]) ok &= assign(w.duration(n["interval"], path + ".interval"), p.interval);
+  p.start_interval = std::min(p.start_interval, p.interval);
+  p.timeout = std::min(Millis(2000), p.interval / 2);
+  if (n["start_interval"]) {
+    ok &= assign(w.duration(n["start_interval"], path + ".start_interval"), p.start_interval);
+    p.start_interval_set = true;
+  }
+  if (n["timeout"]) ok &= assign(w.duration(n["timeout"], path + ".timeout"), p.timeout);
+  long long threshold = 0;
+  if (n["failure_threshold"] &&
+      (ok &= assign(w.integer(n["failure_threshold"], path + ".failure_threshold", 1, 1000),
+                    threshold)))
+    p.failure_threshold = static_cast<int>(threshold);
+  if (n["success_threshold"] &&
+      (ok &= assign(w.integer(n["success_threshold"], path + ".success_threshold", 1, 1000),
+                    threshold)))
+    p.success_threshold = static_cast<int>(threshold);
+  if (const YAML::Node opts = n["options"]) {
+    if (opts.IsMap()) {
+      ok &= w.check_keys(opts, path + ".options", {});
+      for (auto it = opts.begin(); it != opts.end(); ++it) {
+        const std::string opt = it->first.Scalar();
+        auto v = parse_option(w, it->second, path + ".options." + opt);
+        if (v) p.options[opt] = *v;
+        else ok = false;
+      }
+    } else if (!opts.IsNull()) {
+      w.error(opts, path + ".options", "expected a map of plugin options");
+      ok = false;
+    }
+  }
+  if (!ok) return;
+  if (p.interval.count() <= 0) {
+    w.error(n["interval"], path + ".interval", "must be greater than 0");
+    return;
+  }
+  if (p.start_interval.count() <= 0) {
+    w.error(n["start_interval"], path + ".start_interval", "must be greater than 0");
+    return;
+  }
+  if (p.timeout.count() <= 0) {
+    w.error(n["timeout"] ? n["timeout"] : key, path + ".timeout", "must be greater than 0");
+    return;
+  }
+  if (p.timeout >= p.interval) {
+    w.error(n["timeout"] ? n["timeout"] : n["interval"], path + ".timeout",
+            "(" + format_duration(p.timeout) + ") must be less than interval (" +
+                format_duration(p.interval) + ")");
+    return;
+  }
+  config.probes.push_back(std::move(p));
+}
+
+bool is_loopback(const std::string& host) {
+  return host == "127.0.0.1" || host == "::1" || host == "localhost" ||
+         host.rfind("127.", 0) == 0;
+}
+
+}  // namespace
+
+const char* to_string(Tier t) { return t == Tier::Critical ? "critical" : "optional"; }
+
+bool ProbeConfig::same_definition(const ProbeConfig& o) const {
+  auto same_options = [&] {
+    if (options.size() != o.options.size()) return false;
+    for (const auto& [k, v] : options) {
+      auto it = o.options.find(k);
+      if (it == o.options.end() || it->second.kind != v.kind || it->second.scalar != v.scalar ||
+          it->second.list != v.list || it->second.map != v.map)
+        return false;
+    }
+    return true;
+  };
+  return name == o.name && plugin == o.plugin && tier == o.tier &&
+         gates_readiness == o.gates_readiness && interval == o.interval &&
+         start_interval == o.start_interval && timeout == o.timeout &&
+         failure_threshold == o.failure_threshold && success_threshold == o.success_threshold &&
+         same_options();
+}
+
+bool Config::details_exposed() const {
+  if (expose_details) return *expose_details;
+  std::string host;
+  int port = 0;
+  return split_host_port(listen, host, port) && is_loopback(host);
+}
+
+const ProbeConfig* Config::probe(std::string_view name) const {
+  for (const auto& p : probes)
+    if (p.name == name) return &p;
+  return nullptr;
+}
+
+bool split_host_port(const std::string& listen, std::string& host, int& port) {
+  std::string port_text;
+  if (!listen.empty() && listen[0] == '[') {
+    const size_t close = listen.find(']');
+    if (close == std::string::npos || close + 1 >= listen.size() || listen[close + 1] != ':')
+      return false;
+    host = listen.substr(1, close - 1);
+    port_text = listen.substr(close + 2);
+  } else {
+    const size_t colon = listen.rfind(':');
+    if (colon == std::string::npos || listen.find(':') != colon) return false;
+    host = listen.substr(0, colon);
+    port_text = listen.substr(colon + 1);
+  }
+  if (host.empty() || port_text.empty() || port_text.size() > 5 ||
+      port_text.find_first_not_of("0123456789") != std::string::npos)
+    return false;
+  port = std::stoi(port_text);
+  return port > 0 && port <= 65535;
+}
+
+ConfigResult parse_config(std::string_view text, const std::string& file) {
+  ConfigResult result;
+  Walker w(file, result.errors);
+  YAML::Node loaded;
+  try {
+    loaded = YAML::Load(std::string(text));
+  } catch (const YAML::Exception& e) {
+    std::string where = file;
+    if (e.mark.line >= 0) where += ":" + std::to_string(e.mark.line + 1);
+    result.errors.push_back(where + ": invalid YAML: " + e.msg);
+    return result;
+  }
+  const YAML::Node& root = loaded;  // const: operator[] must never insert
+  if (root.IsNull() || !root.IsDefined()) {
+    result.errors.push_back(file + ": is empty; expected a map with at least 'probes'");
+    return result;
+  }
+  if (!root.IsMap()) {
+    w.error(root, "", "expected a map at the top level");
+    return result;
+  }
+  static const std::vector<std::string> kKeys = {"listen",       "plugin_dir",     "log_level",
+                                                 "start_period", "expose_details", "readiness",
+                                                 "probes"};
+  w.check_keys(root, "", kKeys);
+  Config c;
+  c.file = file;
+  if (root["listen"]) {
+    if (auto v = w.scalar(root["listen"], "listen")) {
+      std::string host;
+      int port = 0;
+      if (split_host_port(*v, host, port)) c.listen = *v;
+      else w.error(root["listen"], "listen", "expected HOST:PORT (port 1-65535), got '" + *v + "'");
+    }
+  }
+  if (root["plugin_dir"]) {
+    if (auto v = w.scalar(root["plugin_dir"], "plugin_dir")) {
+      std::filesystem::path dir(*v);
+      if (dir.is_relative()) dir = std::filesystem::path(file).parent_path() / dir;
+      c.plugin_dir = dir.lexically_normal().string();
+    }
+  }
+  if (root["log_level"]) {
+    static const std::map<std::string, LogLevel> kLevels = {{"trace", LogLevel::Trace},
+                                                            {"debug", LogLevel::Debug},
+                                                            {"info", LogLevel::Info},
+                                                            {"warn", LogLevel::Warn},
+                                                            {"error", LogLevel::Error}};
+    if (auto v = w.scalar(root["log_level"], "log_level")) {
+      if (auto it = kLevels.find(*v); it != kLevels.end()) c.log_level = it->second;
+      else
+        w.error(root["log_level"], "log_level",
+                "expected trace, debug, info, warn or error, got '" + *v + "'");
+    }
+  }
+  if (root["start_period"]) assign(w.duration(root["start_period"], "start_period"), c.start_period);
+  if (root["expose_details"]) {
+    bool b = false;
+    if (assign(w.boolean(root["expose_details"], "expose_details"), b)) c.expose_details = b;
+  }
+  if (const YAML::Node r = root["readiness"]) {
+    if (r.IsMap()) {
+      w.check_keys(r, "readiness", {"notify_fd"});
+      long long fd = 0;
+      if (r["notify_fd"] && assign(w.integer(r["notify_fd"], "readiness.notify_fd", 3, 1 << 20), fd))
+        c.notify_fd = static_cast<int>(fd);
+    } else if (!r.IsNull()) {
+      w.error(r, "readiness", "expected a map");
+    }
+  }
+  if (const YAML::Node probes = root["probes"]) {
+    if (probes.IsMap()) {
+      w.check_keys(probes, "probes", {});
+      for (auto it = probes.begin(); it != probes.end(); ++it)
+        parse_probe(w, it->first.Scalar(), it->first, it->second, c);
+    } else if (!probes.IsNull()) {
+      w.error(probes, "probes", "expected a map of probe name to probe");
+    }
+  }
+  if (result.errors.empty()) result.config = std::move(c);
+  return result;
+}
+
+ConfigResult load_config(const std::string& file) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) {
+    return {std::nullopt, {file + ": unable to read: " + std::strerror(errno)}};
+  }
+  std::string text;
+  text.resize(kMaxConfigBytes + 1);
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  if (in.bad()) return {std::nullopt, {file + ": unable to read: " + std::strerror(errno)}};
+  text.resize(static_cast<size_t>(in.gcount()));
+  if (text.size() > kMaxConfigBytes) return {std::nullopt, {file + ": is larger than 1 MiB"}};
+  return parse_config(text, file);
+}
+
+}  // namespace vitals

@@ -1,0 +1,75 @@
+// The agent's configuration: typed structs with their defaults, a pure parser and validation.
+// Every error is one line: "FILE:LINE: key.path: message".
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "util.hpp"
+
+namespace vitals {
+
+enum class Tier { Critical, Optional };
+enum class LogLevel { Trace, Debug, Info, Warn, Error };
+
+const char* to_string(Tier t);
+
+// A plugin option as written in YAML (already ${VAR}-expanded), before the plugin's table types it.
+struct OptionValue {
+  enum class Kind { Scalar, List, Map } kind = Kind::Scalar;
+  std::string scalar;
+  std::vector<std::string> list;
+  std::vector<std::pair<std::string, std::string>> map;
+  int line = 0;
+};
+
+struct ProbeConfig {
+  std::string name;
+  std::string plugin;
+  Tier tier = Tier::Critical;
+  bool gates_readiness = true;  // default: tier == critical
+  Millis interval{10'000};
+  Millis start_interval{250};  // default: min(250ms, interval)
+  bool start_interval_set = false;  // `vitals notify` polls faster unless the user chose
+  Millis timeout{2'000};       // default: min(2s, interval / 2)
+  int failure_threshold = 3;
+  int success_threshold = 1;
+  std::map<std::string, OptionValue> options;
+  int line = 0;  // where the probe is defined
+
+  // Two probes with equal definitions are the same probe across a reload (history is kept).
+  bool same_definition(const ProbeConfig& other) const;
+};
+
+struct Config {
+  std::string file;                       // as given by the user, for messages
+  std::string listen = "127.0.0.1:9851";  // host:port
+  std::string plugin_dir;                 // empty: the default beside the executable
+  LogLevel log_level = LogLevel::Info;
+  Millis start_period{60'000};
+  std::optional<bool> expose_details;  // default: true on a loopback listener
+  std::optional<int> notify_fd;
+  std::vector<ProbeConfig> probes;  // in file order
+
+  bool details_exposed() const;
+  const ProbeConfig* probe(std::string_view name) const;
+};
+
+struct ConfigResult {
+  std::optional<Config> config;
+  std::vector<std::string> errors;  // one line each
+};
+
+// Parses YAML text. `file` is used in messages and to resolve a relative plugin_dir.
+ConfigResult parse_config(std::string_view text, const std::string& file);
+// Reads and parses a file (size and readability are checked here).
+ConfigResult load_config(const std::string& file);
+
+// Splits "host:port" / "[v6]:port". Returns false if it is not of that form.
+bool split_host_port(const std::string& listen, std::string& host, int& port);
+
+}  // namespace vitals

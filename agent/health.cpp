@@ -1,0 +1,233 @@
+#include "health.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+
+namespace vitals {
+
+const char* to_string(Overall o) {
+  switch (o) {
+    case Overall::Starting: return "starting";
+    case Overall::Healthy: return "healthy";
+    case Overall::Degraded: return "degraded";
+    case Overall::Unhealthy: return "unhealthy";
+  }
+  return "unhealthy";
+}
+
+bool is_ready(const std::vector<TierInput>& probes) {
+  return std::all_of(probes.begin(), probes.end(), [](const TierInput& p) {
+    return !p.gates_readiness || p.status == Status::Pass;
+  });
+}
+
+Overall aggregate(const std::vector<TierInput>& probes, bool ever_ready, bool in_start_period) {
+  if (!ever_ready && in_start_period) return Overall::Starting;
+  bool degraded = false;
+  for (const auto& p : probes) {
+    const bool bad = p.status == Status::Fail || p.status == Status::Unknown;
+    if (bad && p.tier == Tier::Critical) return Overall::Unhealthy;
+    if (bad || p.status == Status::Warn) degraded = true;
+  }
+  return degraded ? Overall::Degraded : Overall::Healthy;
+}
+
+const ProbeView* Snapshot::find(std::string_view name) const {
+  for (const auto& p : probes)
+    if (p.probe->config().name == name) return &p;
+  return nullptr;
+}
+
+Health::Health(std::string version) : version_(std::move(version)) {}
+
+void Health::set_probes(std::vector<std::shared_ptr<Probe>> probes, Millis start_period,
+                        bool details) {
+  std::lock_guard lock(mutex_);
+  probes_ = std::move(probes);
+  start_period_ = start_period;
+  details_ = details;
+}
+
+std::vector<std::shared_ptr<Probe>> Health::probes() const {
+  std::lock_guard lock(mutex_);
+  return probes_;
+}
+
+Snapshot Health::snapshot() {
+  Snapshot s;
+  Millis start_period;
+  {
+    std::lock_guard lock(mutex_);
+    s.probes.reserve(probes_.size());
+    for (const auto& p : probes_) s.probes.push_back({p, {}, Status::Unknown});
+    start_period = start_period_;
+    s.details = details_;
+  }
+  s.now = std::chrono::system_clock::now();
+  s.mono = std::chrono::steady_clock::now();
+  s.uptime_s = std::chrono::duration<double>(s.mono - started_).count();
+  std::vector<TierInput> inputs;
+  inputs.reserve(s.probes.size());
+  for (auto& v : s.probes) {
+    v.state = v.probe->state();
+    v.status = v.probe->effective_now(v.state, s.mono);
+    inputs.push_back({v.probe->config().tier, v.probe->config().gates_readiness, v.status});
+  }
+  s.ready = is_ready(inputs);
+  if (s.ready) ever_ready_ = true;
+  s.overall = aggregate(inputs, ever_ready_, s.mono - started_ < start_period);
+  return s;
+}
+
+int health_http_status(const Snapshot& s) {
+  return s.overall == Overall::Healthy || s.overall == Overall::Degraded ? 200 : 503;
+}
+
+namespace {
+
+void append_number(std::string& out, double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.3f", v);
+  out += buf;
+}
+
+void append_probe(std::string& out, const Snapshot& s, const ProbeView& v) {
+  const ProbeConfig& c = v.probe->config();
+  out += "{\"status\":\"";
+  out += to_string(v.status);
+  out += "\",\"plugin\":";
+  append_json_string(out, c.plugin);
+  out += ",\"tier\":\"";
+  out += to_string(c.tier);
+  out += "\",\"gates_readiness\":";
+  out += c.gates_readiness ? "true" : "false";
+  if (v.state.last) {
+    const RunResult& r = *v.state.last;
+    out += ",\"stage\":";
+    append_json_string(out, r.stage);
+    if (s.details) {
+      out += ",\"message\":";
+      append_json_string(out, r.message);
+    }
+    out += ",\"duration_ms\":";
+    append_number(out, r.duration_s * 1000);
+    out += ",\"checked_at\":\"";
+    out += rfc3339(r.checked_at);
+    out += "\",\"age_ms\":";
+    out += std::to_string(
+        std::chrono::duration_cast<Millis>(s.mono - r.checked_mono).count());
+  } else {
+    out += ",\"stage\":null";
+    if (s.details) out += ",\"message\":null";
+    out += ",\"duration_ms\":null,\"checked_at\":null,\"age_ms\":null";
+  }
+  out += ",\"since\":\"";
+  out += rfc3339(v.state.since);
+  out += "\",\"consecutive_failures\":";
+  out += std::to_string(v.state.consecutive_failures);
+  out += ",\"consecutive_successes\":";
+  out += std::to_string(v.state.consecutive_successes);
+  out += '}';
+}
+
+}  // namespace
+
+std::string render_health_json(const Snapshot& s, const std::string& version) {
+  std::string out;
+  out.reserve(256 + 320 * s.probes.size());
+  out += "{\"status\":\"";
+  out += to_string(s.overall);
+  out += "\",\"ready\":";
+  out += s.ready ? "true" : "false";
+  out += ",\"uptime_seconds\":";
+  append_number(out, s.uptime_s);
+  out += ",\"version\":";
+  append_json_string(out, version);
+  out += ",\"probes\":{";
+  bool first = true;
+  for (const auto& v : s.probes) {
+    if (!first) out += ',';
+    first = false;
+    append_json_string(out, v.probe->config().name);
+    out += ':';
+    append_probe(out, s, v);
+  }
+  out += "}}\n";
+  return out;
+}
+
+std::string render_probe_json(const Snapshot& s, const ProbeView& p) {
+  std::string out = "{\"name\":";
+  append_json_string(out, p.probe->config().name);
+  out += ",\"probe\":";
+  append_probe(out, s, p);
+  out += "}\n";
+  return out;
+}
+
+std::string render_line(const Snapshot& s, const ProbeView* only) {
+  std::vector<const ProbeView*> views;
+  if (only) views.push_back(only);
+  else
+    for (const auto& v : s.probes) views.push_back(&v);
+  size_t passing = 0;
+  std::string problems;
+  for (const ProbeView* v : views) {
+    if (v->status == Status::Pass) {
+      ++passing;
+      continue;
+    }
+    if (!problems.empty()) problems += "; ";
+    problems += v->probe->config().name + ":";
+    if (!v->state.last) {
+      problems += to_string(v->status);
+      continue;
+    }
+    const RunResult& r = *v->state.last;
+    problems += r.stage.empty() ? to_string(v->status) : r.stage;
+    if (v->status == Status::Unknown) problems += ": stale (no recent result)";
+    else if (s.details && !r.message.empty()) problems += ": " + r.message;
+    else problems += std::string(": ") + to_string(v->status);
+  }
+  std::string out = only ? std::string(to_string(only->status)) : to_string(s.overall);
+  out += " ready=";
+  out += s.ready ? "true" : "false";
+  out += " " + std::to_string(passing) + "/" + std::to_string(views.size());
+  if (!problems.empty()) out += " " + problems;
+  for (char& c : out)
+    if (c == '\n' || c == '\r') c = ' ';
+  if (out.size() > 4095) out.resize(4095);
+  out += '\n';
+  return out;
+}
+
+std::string render_readyz(const Snapshot& s, bool verbose, const std::vector<std::string>& exclude,
+                          bool& ready) {
+  ready = true;
+  std::string lines;
+  for (const auto& v : s.probes) {
+    const ProbeConfig& c = v.probe->config();
+    if (!c.gates_readiness) continue;
+    if (std::find(exclude.begin(), exclude.end(), c.name) != exclude.end()) {
+      lines += "[+]" + c.name + " excluded: ok\n";
+      continue;
+    }
+    if (v.status == Status::Pass) {
+      lines += "[+]" + c.name + " ok\n";
+      continue;
+    }
+    ready = false;
+    lines += "[-]" + c.name + " failed: ";
+    if (s.details && v.state.last && v.status != Status::Unknown)
+      lines += v.state.last->stage + ": " + v.state.last->message;
+    else lines += s.details ? to_string(v.status) : "reason withheld";
+    lines += "\n";
+  }
+  for (char& c : lines)
+    if (c == '\r') c = ' ';
+  if (ready && !verbose) return "ok\n";
+  return lines + (ready ? "readyz check passed\n" : "readyz check failed\n");
+}
+
+}  // namespace vitals

@@ -1,0 +1,80 @@
+// Aggregation of probe states into the agent's tiered status, and the views rendered from it
+// (/health JSON, /health/<probe>, /readyz text, the one-line summary `vitals check` prints).
+// Everything here reads memory only: no request ever runs a probe.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "probe.hpp"
+
+namespace vitals {
+
+enum class Overall { Starting, Healthy, Degraded, Unhealthy };
+const char* to_string(Overall o);
+
+struct TierInput {
+  Tier tier;
+  bool gates_readiness;
+  Status status;  // effective, after thresholds and staleness
+};
+
+// ready = every gating probe is pass (warn is not ready); no gating probes: ready.
+bool is_ready(const std::vector<TierInput>& probes);
+// First match wins: starting, unhealthy, degraded, healthy.
+Overall aggregate(const std::vector<TierInput>& probes, bool ever_ready, bool in_start_period);
+
+struct ProbeView {
+  std::shared_ptr<Probe> probe;
+  ProbeState state;
+  Status status;  // effective_now
+};
+
+struct Snapshot {
+  std::vector<ProbeView> probes;
+  Overall overall = Overall::Starting;
+  bool ready = false;
+  double uptime_s = 0;
+  WallTime now{};
+  SteadyTime mono{};
+  bool details = true;  // messages may be shown
+
+  const ProbeView* find(std::string_view name) const;
+};
+
+class Health {
+ public:
+  explicit Health(std::string version);
+  void set_probes(std::vector<std::shared_ptr<Probe>> probes, Millis start_period, bool details);
+  std::vector<std::shared_ptr<Probe>> probes() const;
+  // Takes a consistent view; also latches "has been ready" for the starting tier.
+  Snapshot snapshot();
+  bool ever_ready() const { return ever_ready_; }
+  const std::string& version() const { return version_; }
+  WallTime started_at() const { return started_wall_; }
+
+ private:
+  std::string version_;
+  SteadyTime started_ = std::chrono::steady_clock::now();
+  WallTime started_wall_ = std::chrono::system_clock::now();
+  mutable std::mutex mutex_;
+  std::vector<std::shared_ptr<Probe>> probes_;
+  Millis start_period_{60'000};
+  bool details_ = true;
+  std::atomic<bool> ever_ready_{false};
+};
+
+// GET /health: HTTP status 200 (healthy, degraded) or 503 (starting, unhealthy).
+int health_http_status(const Snapshot& s);
+std::string render_health_json(const Snapshot& s, const std::string& version);
+std::string render_probe_json(const Snapshot& s, const ProbeView& p);
+// "<status> ready=<bool> <passing>/<total> [name:stage: message; ...]", at most 4 KiB.
+std::string render_line(const Snapshot& s, const ProbeView* only = nullptr);
+// kube-apiserver style: "[+]db ok" / "[-]db failed: ..." lines, then "readyz check passed|failed".
+std::string render_readyz(const Snapshot& s, bool verbose, const std::vector<std::string>& exclude,
+                          bool& ready);
+
+}  // namespace vitals

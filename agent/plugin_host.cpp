@@ -1,0 +1,129 @@
+#include "plugin_host.hpp"
+
+#include <dlfcn.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+
+#include "paths.hpp"
+
+namespace vitals {
+
+namespace {
+
+std::mutex g_counts_mutex;
+std::map<std::string, long> g_counts;
+
+// Handles of plugins already dlopen()ed, by real path: a rescan (SIGHUP) reuses them.
+std::mutex g_handles_mutex;
+std::map<std::string, void*> g_handles;
+
+std::optional<std::string> unsafe_reason(const std::string& path) {
+  namespace fs = std::filesystem;
+  const uid_t me = geteuid();
+  for (const std::string& p : {path, fs::path(path).parent_path().string()}) {
+    struct stat st {};
+    if (stat(p.c_str(), &st) != 0) return "unable to stat " + p + ": " + std::strerror(errno);
+    if (st.st_mode & (S_IWGRP | S_IWOTH))
+      return p + " is group- or world-writable";
+    if (st.st_uid != 0 && st.st_uid != me)
+      return p + " is owned by uid " + std::to_string(st.st_uid) + ", neither root nor the agent";
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::map<std::string, long> plugin_refusal_counts() {
+  std::lock_guard lock(g_counts_mutex);
+  return g_counts;
+}
+
+std::string PluginHost::default_dir() { return pkglib_dir() + "/plugins"; }
+
+void PluginHost::scan(const std::string& dir) {
+  namespace fs = std::filesystem;
+  dir_ = dir;
+  std::vector<std::string> files;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(dir, ec))
+    if (entry.path().extension() == ".so") files.push_back(entry.path().string());
+  std::sort(files.begin(), files.end());
+  for (const auto& f : files) {
+    if (auto refusal = load(f)) {
+      std::lock_guard lock(g_counts_mutex);
+      ++g_counts[refusal->reason];
+      refusals_.push_back(std::move(*refusal));
+    }
+  }
+}
+
+std::optional<Refusal> PluginHost::load(const std::string& path) {
+  const std::string stem = std::filesystem::path(path).stem().string();
+  auto refuse = [&](const char* reason, const std::string& message) {
+    return Refusal{path, stem, reason, message};
+  };
+  if (auto why = unsafe_reason(path)) return refuse("unsafe_path", "unsafe path: " + *why);
+
+  void* handle = nullptr;
+  {
+    std::lock_guard lock(g_handles_mutex);
+    std::error_code ec;
+    const std::string key = std::filesystem::canonical(path, ec).string();
+    if (auto it = g_handles.find(key); it != g_handles.end()) {
+      handle = it->second;
+    } else {
+      handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+      if (!handle) return refuse("dlopen", std::string("unable to load: ") + dlerror());
+      g_handles[key] = handle;
+    }
+  }
+  auto entry = reinterpret_cast<vitals_probe_entry_fn>(dlsym(handle, VITALS_ENTRY_SYMBOL));
+  if (!entry)
+    return refuse("no_entry", "not a vitals plugin: no " VITALS_ENTRY_SYMBOL " symbol");
+  const vitals_plugin* d = entry(VITALS_ABI_MAJOR);
+  if (!d)
+    return refuse("refused", "the plugin refused ABI major " + std::to_string(VITALS_ABI_MAJOR));
+  if (d->abi_major != VITALS_ABI_MAJOR)
+    return refuse("abi_major", "built for ABI " + std::to_string(d->abi_major) + ".x, agent speaks " +
+                                   std::to_string(VITALS_ABI_MAJOR) + ".x");
+  if (d->abi_minor > VITALS_ABI_MINOR || d->struct_size > sizeof(vitals_plugin))
+    return refuse("abi_newer", "built for ABI " + std::to_string(d->abi_major) + "." +
+                                   std::to_string(d->abi_minor) + " (descriptor " +
+                                   std::to_string(d->struct_size) + " bytes), agent speaks " +
+                                   std::to_string(VITALS_ABI_MAJOR) + "." +
+                                   std::to_string(VITALS_ABI_MINOR) + " (" +
+                                   std::to_string(sizeof(vitals_plugin)) + " bytes)");
+  auto plugin = std::make_shared<Plugin>();
+  plugin->path = path;
+  std::memcpy(&plugin->desc, d, std::min<size_t>(d->struct_size, sizeof(vitals_plugin)));
+  const vitals_plugin& p = plugin->desc;
+  for (auto [missing, what] : {std::pair{!p.name || !*p.name, "name"},
+                               std::pair{!p.create, "create"}, std::pair{!p.run, "run"},
+                               std::pair{!p.destroy, "destroy"},
+                               std::pair{p.option_count && !p.options, "options"}}) {
+    if (missing) return refuse("missing_callback", std::string("missing ") + what);
+  }
+  if (find(p.name))
+    return refuse("duplicate_name", std::string("duplicate plugin name '") + p.name +
+                                        "', already loaded from " + find(p.name)->path);
+  plugins_.push_back(std::move(plugin));
+  return std::nullopt;
+}
+
+const Plugin* PluginHost::find(const std::string& name) const {
+  for (const auto& p : plugins_)
+    if (name == p->desc.name) return p.get();
+  return nullptr;
+}
+
+const Refusal* PluginHost::refusal_for(const std::string& name) const {
+  for (const auto& r : refusals_)
+    if (r.name == name) return &r;
+  return nullptr;
+}
+
+}  // namespace vitals

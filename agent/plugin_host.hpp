@@ -1,0 +1,52 @@
+// Loads probe plugins (shared objects) through the C ABI, with a refusal ladder: each refused
+// file gets one distinct reason, logged, counted and listed by `vitals plugins`.
+#pragma once
+
+#include <vitals/probe.h>
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace vitals {
+
+struct Plugin {
+  std::string path;
+  vitals_plugin desc{};  // copied, zero-filled beyond the plugin's struct_size
+};
+
+struct Refusal {
+  std::string path;
+  std::string name;    // file stem: the plugin name a probe would use
+  std::string reason;  // fixed enum: unsafe_path, dlopen, no_entry, refused, abi_major, abi_newer,
+                       // missing_callback, duplicate_name
+  std::string message;
+};
+
+class PluginHost {
+ public:
+  // Loads every *.so in dir (not recursive). Handles stay open for the life of the process.
+  void scan(const std::string& dir);
+  const Plugin* find(const std::string& name) const;
+  const Refusal* refusal_for(const std::string& name) const;
+  const std::vector<std::shared_ptr<Plugin>>& plugins() const { return plugins_; }
+  const std::vector<Refusal>& refusals() const { return refusals_; }
+  const std::string& dir() const { return dir_; }
+
+  // The default plugin directory: <exe dir>/<bin-to-pkglib>/plugins.
+  static std::string default_dir();
+
+ private:
+  std::optional<Refusal> load(const std::string& path);
+  std::string dir_;
+  std::vector<std::shared_ptr<Plugin>> plugins_;
+  std::vector<Refusal> refusals_;
+};
+
+// Cumulative refusal counts by reason, over the life of the process (for /metrics).
+std::map<std::string, long> plugin_refusal_counts();
+
+}  // namespace vitals

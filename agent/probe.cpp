@@ -1,0 +1,184 @@
+#include "probe.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <cmath>
+#include <future>
+#include <thread>
+
+namespace vitals {
+
+namespace {
+
+void host_log(void* ctx, int level, const char* message) {
+  auto* log = static_cast<spdlog::logger*>(ctx);
+  const auto lvl = level >= VITALS_LOG_ERROR  ? spdlog::level::err
+                   : level == VITALS_LOG_WARN ? spdlog::level::warn
+                   : level == VITALS_LOG_INFO ? spdlog::level::info
+                                              : spdlog::level::debug;
+  log->log(lvl, "{}", message ? message : "");
+}
+
+uint64_t to_ns(SteadyTime t) {
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count());
+}
+
+std::shared_ptr<spdlog::logger> probe_logger(const std::string& name) {
+  const std::string logger_name = "probe." + name;
+  if (auto existing = spdlog::get(logger_name)) return existing;
+  auto log = std::make_shared<spdlog::logger>(logger_name, spdlog::default_logger()->sinks().begin(),
+                                              spdlog::default_logger()->sinks().end());
+  log->set_level(spdlog::default_logger()->level());
+  spdlog::register_logger(log);
+  return log;
+}
+
+}  // namespace
+
+const char* to_string(Status s) {
+  switch (s) {
+    case Status::Pass: return "pass";
+    case Status::Warn: return "warn";
+    case Status::Fail: return "fail";
+    case Status::Unknown: return "unknown";
+  }
+  return "unknown";
+}
+
+bool apply_result(ProbeState& s, const RunResult& r, int failure_threshold, int success_threshold) {
+  const Status before = s.effective;
+  if (r.status == Status::Fail) {
+    ++s.consecutive_failures;
+    s.consecutive_successes = 0;
+    if (s.effective == Status::Unknown || s.consecutive_failures >= failure_threshold)
+      s.effective = Status::Fail;
+  } else {
+    ++s.consecutive_successes;
+    s.consecutive_failures = 0;
+    if (s.effective != Status::Fail || s.consecutive_successes >= success_threshold)
+      s.effective = r.status;
+  }
+  return s.effective != before;
+}
+
+Probe::Probe(ProbeConfig config, std::shared_ptr<const Plugin> plugin, BoundOptions options)
+    : config_(std::move(config)),
+      plugin_(std::move(plugin)),
+      options_(std::move(options)),
+      log_(probe_logger(config_.name)) {
+  host_.struct_size = sizeof host_;
+  host_.host_ctx = log_.get();
+  host_.log = &host_log;
+  state_.since = std::chrono::system_clock::now();
+}
+
+Probe::~Probe() {
+  if (instance_) plugin_->desc.destroy(instance_);
+}
+
+bool Probe::create(std::string& error) {
+  const auto values = options_.c_values();
+  char err[512] = {0};
+  if (plugin_->desc.create(&host_, values.data(), static_cast<uint32_t>(values.size()), &instance_,
+                           err, sizeof err) != 0) {
+    instance_ = nullptr;
+    error = scrub(err[0] ? err : "create failed", options_.secrets());
+    return false;
+  }
+  return true;
+}
+
+RunResult Probe::run_once() {
+  vitals_result raw{};
+  raw.struct_size = sizeof raw;
+  const SteadyTime start = std::chrono::steady_clock::now();
+  plugin_->desc.run(instance_, to_ns(start + config_.timeout), &raw);
+  const SteadyTime end = std::chrono::steady_clock::now();
+  const double elapsed = std::chrono::duration<double>(end - start).count();
+  if (end > start + config_.timeout) return timeout_result(elapsed);
+
+  RunResult r;
+  r.status = raw.status == VITALS_PASS ? Status::Pass
+             : raw.status == VITALS_WARN ? Status::Warn
+                                         : Status::Fail;
+  raw.stage[sizeof raw.stage - 1] = '\0';
+  raw.message[sizeof raw.message - 1] = '\0';
+  r.stage = raw.stage;
+  r.message = scrub(raw.message, options_.secrets());
+  for (uint32_t i = 0; i < std::min<uint32_t>(raw.number_count, VITALS_NUMBERS_MAX); ++i) {
+    vitals_number& n = raw.numbers[i];
+    n.name[sizeof n.name - 1] = '\0';
+    n.help[sizeof n.help - 1] = '\0';
+    if (!n.name[0] || !std::isfinite(n.value)) continue;
+    r.numbers.push_back({n.name, n.help, n.unit, n.value});
+  }
+  r.duration_s = elapsed;
+  r.checked_at = std::chrono::system_clock::now();
+  r.checked_mono = end;
+  return r;
+}
+
+RunResult Probe::run_guarded(std::shared_ptr<Probe> self) {
+  auto task = std::make_shared<std::packaged_task<RunResult()>>([self] { return self->run_once(); });
+  auto future = task->get_future();
+  std::thread([task] { (*task)(); }).detach();
+  if (future.wait_for(config_.timeout + Millis(100)) == std::future_status::ready) return future.get();
+  return timeout_result(std::chrono::duration<double>(config_.timeout).count());
+}
+
+RunResult Probe::timeout_result(double elapsed_s) const {
+  RunResult r;
+  r.status = Status::Fail;
+  r.stage = "timeout";
+  r.message = "did not finish within " + format_duration(config_.timeout);
+  r.duration_s = elapsed_s;
+  r.checked_at = std::chrono::system_clock::now();
+  r.checked_mono = std::chrono::steady_clock::now();
+  r.timed_out = true;
+  return r;
+}
+
+void Probe::record(const RunResult& r) {
+  std::unique_lock lock(mutex_);
+  const Status before = state_.effective;
+  const bool changed = apply_result(state_, r, config_.failure_threshold, config_.success_threshold);
+  if (changed) state_.since = r.checked_at;
+  if (r.status == Status::Pass) {
+    state_.ever_passed = true;
+    state_.last_success = r.checked_at;
+  } else if (r.status == Status::Warn) {
+    state_.last_success = r.checked_at;
+  }
+  (r.status == Status::Pass ? state_.runs_pass
+   : r.status == Status::Warn ? state_.runs_warn
+                              : state_.runs_fail)++;
+  if (r.timed_out) ++state_.timeouts;
+  for (size_t i = 0; i < kDurationBuckets.size(); ++i)
+    if (r.duration_s <= kDurationBuckets[i]) ++state_.buckets[i];
+  state_.duration_sum += r.duration_s;
+  state_.last = r;
+  lock.unlock();
+
+  if (changed) {
+    const auto level = r.status == Status::Fail ? spdlog::level::warn : spdlog::level::info;
+    log_->log(level, "{} -> {} at {}: {}", to_string(before), to_string(r.status), r.stage,
+              r.message);
+  } else {
+    log_->debug("{} at {} in {:.1f}ms: {}", to_string(r.status), r.stage, r.duration_s * 1000,
+                r.message);
+  }
+}
+
+ProbeState Probe::state() const {
+  std::lock_guard lock(mutex_);
+  return state_;
+}
+
+Status Probe::effective_now(const ProbeState& s, SteadyTime now) const {
+  if (!s.last) return Status::Unknown;
+  if (now - s.last->checked_mono > 2 * config_.interval + config_.timeout) return Status::Unknown;
+  return s.effective;
+}
+
+}  // namespace vitals

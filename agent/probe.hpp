@@ -1,0 +1,101 @@
+// One configured probe: its plugin instance, its state after thresholds, and its counters.
+#pragma once
+
+#include <spdlog/logger.h>
+
+#include <array>
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "config.hpp"
+#include "options.hpp"
+#include "plugin_host.hpp"
+
+namespace vitals {
+
+enum class Status { Pass, Warn, Fail, Unknown };
+const char* to_string(Status s);
+
+using SteadyTime = std::chrono::steady_clock::time_point;
+using WallTime = std::chrono::system_clock::time_point;
+
+struct Number {
+  std::string name, help;
+  uint32_t unit = VITALS_UNIT_COUNT;
+  double value = 0;
+};
+
+struct RunResult {
+  Status status = Status::Unknown;  // pass, warn or fail
+  std::string stage, message;
+  std::vector<Number> numbers;
+  double duration_s = 0;
+  WallTime checked_at{};
+  SteadyTime checked_mono{};
+  bool timed_out = false;
+};
+
+// Bucket upper bounds (seconds) of vitals_probe_run_duration_seconds.
+inline constexpr std::array<double, 12> kDurationBuckets = {
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5};
+
+struct ProbeState {
+  Status effective = Status::Unknown;  // after thresholds
+  std::optional<RunResult> last;
+  int consecutive_failures = 0;
+  int consecutive_successes = 0;
+  WallTime since{};  // last change of `effective`
+  bool ever_passed = false;
+  std::optional<WallTime> last_success;
+  uint64_t runs_pass = 0, runs_warn = 0, runs_fail = 0, timeouts = 0;
+  std::array<uint64_t, kDurationBuckets.size()> buckets{};  // cumulative counts per bound
+  double duration_sum = 0;
+};
+
+// Kubernetes threshold semantics; the first result sets the state directly. Returns true if
+// the effective status changed.
+bool apply_result(ProbeState& state, const RunResult& result, int failure_threshold,
+                  int success_threshold);
+
+class Probe {
+ public:
+  Probe(ProbeConfig config, std::shared_ptr<const Plugin> plugin, BoundOptions options);
+  ~Probe();
+  Probe(const Probe&) = delete;
+  Probe& operator=(const Probe&) = delete;
+
+  // Calls the plugin's create(); false with a one-line reason (secrets scrubbed).
+  bool create(std::string& error);
+  // Runs the plugin once with the probe's timeout as deadline. Does not record.
+  RunResult run_once();
+  // run_once() on a thread of its own, waiting at most timeout + 100ms: a hung plugin is reported
+  // as a timeout and left behind (for one-shot callers: `vitals once`, `vitals notify`).
+  RunResult run_guarded(std::shared_ptr<Probe> self);
+  // A failure with stage `timeout`, for a run the host gave up on.
+  RunResult timeout_result(double elapsed_s) const;
+  // Applies thresholds, counts, logs state changes.
+  void record(const RunResult& result);
+
+  ProbeState state() const;
+  // The status /health shows: unknown if the last result is older than 2*interval+timeout.
+  Status effective_now(const ProbeState& s, SteadyTime now) const;
+  const ProbeConfig& config() const { return config_; }
+  const Plugin& plugin() const { return *plugin_; }
+  spdlog::logger& log() { return *log_; }
+
+ private:
+  ProbeConfig config_;
+  std::shared_ptr<const Plugin> plugin_;
+  BoundOptions options_;
+  std::shared_ptr<spdlog::logger> log_;
+  vitals_host host_{};
+  void* instance_ = nullptr;
+  mutable std::mutex mutex_;
+  ProbeState state_;
+};
+
+}  // namespace vitals

@@ -1,0 +1,90 @@
+#include "util.hpp"
+
+#include <cstdio>
+#include <ctime>
+
+namespace vitals {
+
+std::optional<Millis> parse_duration(std::string_view text) {
+  if (text.empty()) return std::nullopt;
+  long long total = 0;
+  size_t i = 0;
+  while (i < text.size()) {
+    size_t digits = 0;
+    long long n = 0;
+    while (i < text.size() && text[i] >= '0' && text[i] <= '9') {
+      if (n > 1'000'000'000'000LL) return std::nullopt;
+      n = n * 10 + (text[i] - '0');
+      ++i;
+      ++digits;
+    }
+    if (digits == 0) return std::nullopt;
+    size_t unit_start = i;
+    while (i < text.size() && text[i] >= 'a' && text[i] <= 'z') ++i;
+    const std::string_view unit = text.substr(unit_start, i - unit_start);
+    long long factor = 0;
+    if (unit == "ms") factor = 1;
+    else if (unit == "s") factor = 1000;
+    else if (unit == "m") factor = 60'000;
+    else if (unit == "h") factor = 3'600'000;
+    else return std::nullopt;
+    total += n * factor;
+    if (total > 365LL * 24 * 3'600'000) return std::nullopt;  // a year is plenty
+  }
+  return Millis(total);
+}
+
+std::string format_duration(Millis d) {
+  long long ms = d.count();
+  if (ms == 0) return "0s";
+  if (ms % 1000 != 0) return std::to_string(ms) + "ms";
+  long long s = ms / 1000;
+  if (s >= 3600 && s % 3600 == 0) return std::to_string(s / 3600) + "h";
+  if (s >= 60) {
+    std::string out = std::to_string(s / 60) + "m";
+    if (s % 60) out += std::to_string(s % 60) + "s";
+    return out;
+  }
+  return std::to_string(s) + "s";
+}
+
+std::string rfc3339(std::chrono::system_clock::time_point t) {
+  using namespace std::chrono;
+  const auto ms = duration_cast<milliseconds>(t.time_since_epoch()).count();
+  const time_t secs = static_cast<time_t>(ms / 1000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[80];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                static_cast<int>(ms % 1000));
+  return buf;
+}
+
+void append_json_string(std::string& out, std::string_view s) {
+  out += '"';
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (c < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", c);
+          out += buf;
+        } else {
+          out += static_cast<char>(c);
+        }
+    }
+  }
+  out += '"';
+}
+
+double epoch_seconds(std::chrono::system_clock::time_point t) {
+  return std::chrono::duration<double>(t.time_since_epoch()).count();
+}
+
+}  // namespace vitals

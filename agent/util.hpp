@@ -1,0 +1,27 @@
+// Durations, timestamps and JSON string escaping.
+#pragma once
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace vitals {
+
+using Millis = std::chrono::milliseconds;
+
+// Parses "250ms", "2s", "1m", "1h", "1m30s". A bare number is rejected (the unit is required).
+std::optional<Millis> parse_duration(std::string_view text);
+// Formats a duration the way a user would write it: 250ms, 2s, 1m30s.
+std::string format_duration(Millis d);
+
+// RFC 3339 UTC timestamp with milliseconds: 2026-11-28T05:27:53.123Z
+std::string rfc3339(std::chrono::system_clock::time_point t);
+
+// Appends `s` as a JSON string literal (with quotes) to out.
+void append_json_string(std::string& out, std::string_view s);
+
+// Seconds since the epoch, as a double.
+double epoch_seconds(std::chrono::system_clock::time_point t);
+
+}  // namespace vitals

@@ -1,0 +1,132 @@
+// http: does a GET on `url` answer with the expected status (and body text) within the deadline?
+#include <Poco/Net/HTTPClientSession.h>
+#include <Poco/Net/HTTPRequest.h>
+#include <Poco/Net/HTTPResponse.h>
+#include <Poco/Net/NetException.h>
+#include <Poco/StreamCopier.h>
+#include <Poco/URI.h>
+#include <vitals/probe.hpp>
+
+#include <chrono>
+#include <sstream>
+#include <stdexcept>
+
+namespace {
+
+const vitals_option kOptions[] = {
+    {"url", VITALS_OPT_STRING, nullptr, "http:// URL to GET", 1, 0},
+    {"expect_status", VITALS_OPT_STRING, "2xx",
+     "Accepted status codes: 200, 2xx, 200-299 or a comma-separated list of those", 0, 0},
+    {"body_contains", VITALS_OPT_STRING, "", "Text the response body must contain (empty: any)", 0,
+     0},
+    {"headers", VITALS_OPT_MAP, nullptr, "Extra request headers, e.g. Authorization", 0, 1},
+};
+
+constexpr size_t kMaxBody = 1 << 20;
+
+// One accepted range of status codes.
+struct Range {
+  int lo, hi;
+};
+
+std::vector<Range> parse_expect(const std::string& spec) {
+  std::vector<Range> out;
+  std::stringstream in(spec);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    item.erase(0, item.find_first_not_of(' '));
+    item.erase(item.find_last_not_of(' ') + 1);
+    Range r{0, 0};
+    if (item.size() == 3 && item[1] == 'x' && item[2] == 'x' && item[0] >= '1' && item[0] <= '5') {
+      r = {(item[0] - '0') * 100, (item[0] - '0') * 100 + 99};
+    } else if (auto dash = item.find('-'); dash != std::string::npos) {
+      r = {std::atoi(item.substr(0, dash).c_str()), std::atoi(item.substr(dash + 1).c_str())};
+    } else if (!item.empty() && item.find_first_not_of("0123456789") == std::string::npos) {
+      r = {std::atoi(item.c_str()), std::atoi(item.c_str())};
+    }
+    if (r.lo < 100 || r.hi > 599 || r.lo > r.hi)
+      throw std::runtime_error("expect_status: invalid status '" + item +
+                               "'; use e.g. 200, 2xx, 200-299 or 200,204");
+    out.push_back(r);
+  }
+  if (out.empty()) throw std::runtime_error("expect_status must not be empty");
+  return out;
+}
+
+class HttpProbe {
+ public:
+  HttpProbe(const vitals::Options& o, const vitals::Host&)
+      : uri_(o.str("url")),
+        expect_(parse_expect(o.str("expect_status"))),
+        expect_text_(o.str("expect_status")),
+        body_contains_(o.str("body_contains")),
+        headers_(o.map("headers")) {
+    if (uri_.getScheme() != "http")
+      throw std::runtime_error("url must start with http:// (https is not supported), got '" +
+                               uri_.getScheme() + "'");
+    if (uri_.getHost().empty()) throw std::runtime_error("url has no host");
+  }
+
+  void run(const vitals::Deadline& d, vitals::Result& r) {
+    const std::string where = uri_.getHost() + ":" + std::to_string(uri_.getPort());
+    const auto start = std::chrono::steady_clock::now();
+    r.stage("connect");
+    try {
+      Poco::Net::HTTPClientSession session(uri_.getHost(), uri_.getPort());
+      auto left = [&] { return Poco::Timespan(d.remaining_at_least(std::chrono::microseconds(1)).count()); };
+      session.setTimeout(left(), left(), left());
+      Poco::Net::HTTPRequest req(Poco::Net::HTTPRequest::HTTP_GET, uri_.getPathAndQuery(),
+                                 Poco::Net::HTTPMessage::HTTP_1_1);
+      req.set("User-Agent", "vitals-http/1.0");
+      for (const auto& [k, v] : headers_) req.set(k, v);
+      session.sendRequest(req);
+      r.stage("status");
+      session.setTimeout(left(), left(), left());
+      Poco::Net::HTTPResponse resp;
+      std::istream& body_stream = session.receiveResponse(resp);
+      const int status = static_cast<int>(resp.getStatus());
+      r.number("status_code", VITALS_UNIT_COUNT, status, "HTTP status code of the last response.");
+      bool ok = false;
+      for (const auto& range : expect_) ok |= status >= range.lo && status <= range.hi;
+      if (!ok) {
+        r.fail("got HTTP " + std::to_string(status) + " " + resp.getReason() + ", expected " +
+               expect_text_);
+        return;
+      }
+      if (!body_contains_.empty()) {
+        r.stage("body");
+        std::string body;
+        char buf[8192];
+        while (body.size() < kMaxBody && body_stream.read(buf, sizeof buf).gcount() > 0)
+          body.append(buf, static_cast<size_t>(body_stream.gcount()));
+        if (body.find(body_contains_) == std::string::npos) {
+          r.fail("body does not contain the expected text (" + std::to_string(body.size()) +
+                 " bytes read)");
+          return;
+        }
+      }
+      r.number("request", VITALS_UNIT_SECONDS,
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(),
+               "Time from connect to the end of the checked response.");
+      r.pass("HTTP " + std::to_string(status) + " from " + uri_.toString());
+    } catch (const Poco::TimeoutException&) {
+      r.fail("no answer from " + where + " before the deadline");
+    } catch (const Poco::Net::ConnectionRefusedException&) {
+      r.fail("unable to connect to " + where + ": connection refused");
+    } catch (const Poco::Exception& e) {
+      r.fail("unable to GET " + uri_.toString() + ": " + e.displayText());
+    }
+  }
+
+ private:
+  Poco::URI uri_;
+  std::vector<Range> expect_;
+  std::string expect_text_;
+  std::string body_contains_;
+  std::vector<std::pair<std::string, std::string>> headers_;
+};
+
+}  // namespace
+
+VITALS_PROBE(HttpProbe, "http", "1.0.0", "GETs a URL and checks the status code and body",
+             kOptions)

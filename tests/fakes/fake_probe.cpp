@@ -1,0 +1,98 @@
+// One fake plugin source, built several ways (see CMakeLists.txt) to walk the loader's refusal
+// ladder and to misbehave under a running agent: throw, hang.
+#include <vitals/probe.hpp>
+
+#include <chrono>
+#include <fstream>
+#include <stdexcept>
+#include <thread>
+
+#ifndef FAKE_ABI_MAJOR
+#define FAKE_ABI_MAJOR VITALS_ABI_MAJOR
+#endif
+#ifndef FAKE_ABI_MINOR
+#define FAKE_ABI_MINOR VITALS_ABI_MINOR
+#endif
+#ifndef FAKE_NAME
+#define FAKE_NAME FAKE_ID
+#endif
+
+namespace {
+
+const vitals_option kOptions[] = {
+    {"result", VITALS_OPT_STRING, "pass", "pass, warn or fail; or the path of a file holding one",
+     0, 0},
+    {"token", VITALS_OPT_STRING, "", "A secret echoed into the message, to test scrubbing", 0, 1},
+    {"sleep", VITALS_OPT_DURATION, "0ms", "How long each run takes", 0, 0},
+};
+
+class FakeProbe {
+ public:
+  FakeProbe(const vitals::Options& o, const vitals::Host& host)
+      : result_(o.str("result")), token_(o.str("token")), sleep_(o.duration("sleep")) {
+    host.info("created");
+  }
+  void run(const vitals::Deadline&, vitals::Result& r) {
+#ifdef FAKE_THROWS
+    r.stage("throwing");
+    throw std::runtime_error("thrown on purpose");
+#endif
+#ifdef FAKE_HANGS
+    r.stage("hanging");
+    std::this_thread::sleep_for(std::chrono::hours(1));
+#endif
+    std::this_thread::sleep_for(sleep_);
+    std::string want = result_;
+    if (want != "pass" && want != "warn" && want != "fail") {
+      std::ifstream f(want);
+      if (!(f >> want)) want = "fail";
+    }
+    r.stage("fake");
+    r.number("runs", VITALS_UNIT_COUNT, static_cast<double>(++runs_), "Runs so far.");
+    const std::string message = want + (token_.empty() ? "" : " token=" + token_);
+    if (want == "pass") r.pass(message);
+    else if (want == "warn") r.warn(message);
+    else r.fail(message);
+  }
+
+ private:
+  std::string result_, token_;
+  std::chrono::milliseconds sleep_;
+  long runs_ = 0;
+};
+
+#ifdef FAKE_BIGGER_STRUCT
+struct BiggerDescriptor {
+  vitals_plugin base;
+  void* extra[4];
+};
+#endif
+
+}  // namespace
+
+#ifndef FAKE_NO_ENTRY
+extern "C" VITALS_EXPORT const vitals_plugin* vitals_probe_entry(uint32_t host_major) {
+#ifdef FAKE_REFUSE
+  (void)host_major;
+  return nullptr;
+#else
+  static vitals_plugin desc = [] {
+    vitals_plugin d = vitals::describe<FakeProbe>(FAKE_NAME, "0.0.1", "Fake probe for tests",
+                                                  kOptions);
+    d.abi_major = FAKE_ABI_MAJOR;
+    d.abi_minor = FAKE_ABI_MINOR;
+#ifdef FAKE_MISSING_RUN
+    d.run = nullptr;
+#endif
+#ifdef FAKE_BIGGER_STRUCT
+    d.struct_size = sizeof(BiggerDescriptor);
+#endif
+    return d;
+  }();
+  (void)host_major;  // answer whatever the host speaks: the host must check abi_major itself
+  return &desc;
+#endif
+}
+#else
+extern "C" VITALS_EXPORT int not_a_probe(void) { return 0; }
+#endif
