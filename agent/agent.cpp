@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "http.hpp"
@@ -51,9 +52,11 @@ std::optional<Prepared> prepare(const std::string& config_path,
         errors.push_back(where + ".plugin: plugin '" + pc.plugin + "' was refused (" + r->reason +
                          "): " + r->message + " [" + r->path + "]");
       } else {
+        std::vector<std::string> sorted;
+        for (const auto& p : out.plugins->plugins()) sorted.push_back(p->desc.name);
+        std::sort(sorted.begin(), sorted.end());
         std::string names;
-        for (const auto& p : out.plugins->plugins())
-          names += (names.empty() ? "" : ", ") + std::string(p->desc.name);
+        for (const auto& n : sorted) names += (names.empty() ? "" : ", ") + n;
         errors.push_back(where + ".plugin: no plugin '" + pc.plugin + "' in " +
                          out.plugins->dir() + "; available: " + (names.empty() ? "(none)" : names));
       }

@@ -1,5 +1,6 @@
 #include "config.hpp"
 
+#include <yaml-cpp/depthguard.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -25,9 +26,13 @@ class Walker {
       : file_(std::move(file)), errors_(errors) {}
 
   void error(const YAML::Node& at, const std::string& path, const std::string& message) {
+    sentence(at, (path.empty() ? "" : path + ": ") + message);
+  }
+  // "FILE:LINE: " + text
+  void sentence(const YAML::Node& at, const std::string& text) {
     std::string where = file_;
     if (at.Mark().line >= 0) where += ":" + std::to_string(at.Mark().line + 1);
-    errors_.push_back(where + ": " + (path.empty() ? "" : path + ": ") + message);
+    errors_.push_back(where + ": " + text);
   }
 
   // Rejects duplicate and unknown keys (yaml-cpp keeps both silently). Returns false on error.
@@ -229,9 +234,9 @@ void parse_probe(Walker& w, const std::string& name, const YAML::Node& key, cons
     return;
   }
   if (p.timeout >= p.interval) {
-    w.error(n["timeout"] ? n["timeout"] : n["interval"], path + ".timeout",
-            "(" + format_duration(p.timeout) + ") must be less than interval (" +
-                format_duration(p.interval) + ")");
+    w.sentence(n["timeout"] ? n["timeout"] : n["interval"],
+               path + ".timeout (" + format_duration(p.timeout) + ") must be less than interval (" +
+                   format_duration(p.interval) + ")");
     return;
   }
   config.probes.push_back(std::move(p));
@@ -304,6 +309,11 @@ ConfigResult parse_config(std::string_view text, const std::string& file) {
   YAML::Node loaded;
   try {
     loaded = YAML::Load(std::string(text));
+  } catch (const YAML::DeepRecursion& e) {
+    result.errors.push_back(file + ":" + std::to_string(e.mark.line + 1) +
+                            ": invalid YAML: nested too deeply (more than " +
+                            std::to_string(e.depth()) + " levels)");
+    return result;
   } catch (const YAML::Exception& e) {
     std::string where = file;
     if (e.mark.line >= 0) where += ":" + std::to_string(e.mark.line + 1);

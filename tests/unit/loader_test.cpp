@@ -1,0 +1,192 @@
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <fstream>
+
+#include "agent.hpp"
+#include "http.hpp"
+#include "metrics.hpp"
+#include "plugin_host.hpp"
+
+using namespace vitals;
+namespace fs = std::filesystem;
+
+namespace {
+
+// A scratch folder with a config naming the fake plugins' folder.
+struct Scratch {
+  fs::path dir;
+  Scratch() {
+    char tmpl[] = "/tmp/vitals-unit-XXXXXX";
+    dir = mkdtemp(tmpl);
+  }
+  ~Scratch() { fs::remove_all(dir); }
+  std::string config(const std::string& probes_yaml) const {
+    const fs::path p = dir / "vitals.yaml";
+    std::ofstream(p) << "plugin_dir: " << VITALS_TEST_PLUGIN_DIR << "\nprobes:\n" << probes_yaml;
+    return p.string();
+  }
+};
+
+}  // namespace
+
+TEST_CASE("the loader refuses each bad plugin with its own reason", "[loader]") {
+  PluginHost host;
+  host.scan(VITALS_TEST_PLUGIN_DIR);
+  auto [stem, reason, message] = GENERATE(table<std::string, std::string, std::string>({
+      {"fake-major2", "abi_major", "built for ABI 2.x, agent speaks 1.x"},
+      {"fake-newer-minor", "abi_newer", "built for ABI 1.99"},
+      {"fake-bigger-struct", "abi_newer", "descriptor 176 bytes"},
+      {"fake-no-entry", "no_entry", "not a vitals plugin: no vitals_probe_entry symbol"},
+      {"fake-refuses", "refused", "the plugin refused ABI major 1"},
+      {"fake-missing-run", "missing_callback", "missing run"},
+      {"fake-zz-dup", "duplicate_name", "duplicate plugin name 'fake-ok'"},
+  }));
+  CAPTURE(stem);
+  const Refusal* r = host.refusal_for(stem);
+  REQUIRE(r);
+  CHECK(r->reason == reason);
+  CHECK_THAT(r->message, Catch::Contains(message));
+  CHECK(host.find("fake-ok"));
+  CHECK(host.find("fake-throws"));
+  CHECK(host.find("fake-hangs"));
+}
+
+TEST_CASE("the loader refuses plugins on unsafe paths", "[loader]") {
+  Scratch s;
+  const fs::path copy = s.dir / "fake-ok.so";
+  fs::copy_file(fs::path(VITALS_TEST_PLUGIN_DIR) / "fake-ok.so", copy);
+  chmod(s.dir.c_str(), 0755);
+  chmod(copy.c_str(), 0666);  // world-writable file
+  PluginHost host;
+  host.scan(s.dir.string());
+  REQUIRE(host.refusal_for("fake-ok"));
+  CHECK(host.refusal_for("fake-ok")->reason == "unsafe_path");
+  CHECK_THAT(host.refusal_for("fake-ok")->message, Catch::Contains("group- or world-writable"));
+
+  chmod(copy.c_str(), 0644);
+  chmod(s.dir.c_str(), 0777);  // world-writable folder
+  PluginHost host2;
+  host2.scan(s.dir.string());
+  REQUIRE(host2.refusal_for("fake-ok"));
+  CHECK(host2.refusal_for("fake-ok")->reason == "unsafe_path");
+  chmod(s.dir.c_str(), 0755);
+  PluginHost host3;
+  host3.scan(s.dir.string());
+  CHECK(host3.find("fake-ok"));
+}
+
+TEST_CASE("a configured probe whose plugin is refused or missing is a config error", "[loader]") {
+  Scratch s;
+  std::vector<std::string> errors;
+  CHECK_FALSE(prepare(s.config("  a:\n    plugin: fake-major2\n"), {}, errors));
+  REQUIRE(errors.size() == 1);
+  CHECK_THAT(errors[0], Catch::Contains("vitals.yaml:3: probes.a.plugin: plugin 'fake-major2' was refused (abi_major): built for ABI 2.x"));
+  errors.clear();
+  CHECK_FALSE(prepare(s.config("  a:\n    plugin: nope\n"), {}, errors));
+  REQUIRE(errors.size() == 1);
+  CHECK_THAT(errors[0], Catch::Contains("probes.a.plugin: no plugin 'nope' in "));
+  CHECK_THAT(errors[0], Catch::Contains("available: fake-hangs, fake-ok, fake-throws"));
+}
+
+TEST_CASE("options are checked against the plugin's table", "[loader]") {
+  Scratch s;
+  std::vector<std::string> errors;
+  CHECK_FALSE(prepare(s.config("  a:\n    plugin: fake-ok\n    options: {reslt: pass, sleep: 5}\n"), {}, errors));
+  REQUIRE(errors.size() == 2);
+  CHECK_THAT(errors[0], Catch::EndsWith("vitals.yaml:5: probes.a.options: unknown option 'reslt' for plugin fake-ok; valid options: result, sleep, token"));
+  CHECK_THAT(errors[1], Catch::EndsWith("vitals.yaml:5: probes.a.options.sleep: invalid duration '5'; use e.g. 250ms, 2s, 1m"));
+}
+
+TEST_CASE("a probe runs through the ABI; secrets never come back out", "[loader]") {
+  Scratch s;
+  std::vector<std::string> errors;
+  auto p = prepare(s.config("  a:\n    plugin: fake-ok\n    options: {result: warn, token: hunter2secret}\n"), {}, errors);
+  REQUIRE(p);
+  RunResult r = p->probes[0]->run_once();
+  CHECK(r.status == Status::Warn);
+  CHECK(r.stage == "fake");
+  CHECK(r.message == "warn token=[redacted]");
+  REQUIRE(r.numbers.size() == 1);
+  CHECK(r.numbers[0].name == "runs");
+}
+
+TEST_CASE("a throwing plugin fails the run instead of crashing the host", "[loader]") {
+  Scratch s;
+  std::vector<std::string> errors;
+  auto p = prepare(s.config("  a:\n    plugin: fake-throws\n"), {}, errors);
+  REQUIRE(p);
+  RunResult r = p->probes[0]->run_once();
+  CHECK(r.status == Status::Fail);
+  CHECK(r.stage == "throwing");
+  CHECK(r.message == "unexpected error: thrown on purpose");
+}
+
+TEST_CASE("a hanging plugin is reported as a timeout by the guarded run", "[loader]") {
+  Scratch s;
+  std::vector<std::string> errors;
+  auto p = prepare(s.config("  a:\n    plugin: fake-hangs\n    interval: 1s\n    timeout: 50ms\n"), {}, errors);
+  REQUIRE(p);
+  RunResult r = p->probes[0]->run_guarded(p->probes[0]);
+  CHECK(r.status == Status::Fail);
+  CHECK(r.stage == "timeout");
+  CHECK(r.message == "did not finish within 50ms");
+}
+
+TEST_CASE("unchanged probes are reused on reload, changed ones are new", "[loader]") {
+  Scratch s;
+  std::vector<std::string> errors;
+  auto first = prepare(s.config("  a:\n    plugin: fake-ok\n  b:\n    plugin: fake-ok\n"), {}, errors);
+  REQUIRE(first);
+  auto second = prepare(s.config("  a:\n    plugin: fake-ok\n  b:\n    plugin: fake-ok\n    interval: 5s\n"),
+                        first->probes, errors);
+  REQUIRE(second);
+  CHECK(second->probes[0] == first->probes[0]);
+  CHECK(second->probes[1] != first->probes[1]);
+}
+
+TEST_CASE("HTTP routing answers from the snapshot", "[http]") {
+  Scratch s;
+  std::vector<std::string> errors;
+  auto p = prepare(s.config("  db:\n    plugin: fake-ok\n    options: {result: fail}\n  cache:\n    plugin: fake-ok\n    tier: optional\n"), {}, errors);
+  REQUIRE(p);
+  for (auto& probe : p->probes) probe->record(probe->run_once());
+  Health health("9.9.9");
+  health.set_probes(p->probes, Millis(0), true);
+  HttpBackend b{[&] { return health.snapshot(); }, [] { return AgentFacts{"9.9.9"}; },
+                [] { return true; }};
+
+  Reply r = route("GET", "/health", false, b);
+  CHECK(r.status == 503);
+  CHECK(r.content_type == "application/json");
+  CHECK_THAT(r.body, Catch::StartsWith("{\"status\":\"unhealthy\",\"ready\":false,"));
+  CHECK_THAT(r.body, Catch::Contains("\"db\":{\"status\":\"fail\",\"plugin\":\"fake-ok\",\"tier\":\"critical\""));
+  CHECK(route("GET", "/health/cache", false, b).status == 200);
+  CHECK(route("GET", "/health/db", false, b).status == 503);
+  CHECK(route("GET", "/health/nope", false, b).status == 404);
+  CHECK(route("GET", "/health?format=line", false, b).body ==
+        "unhealthy ready=false 1/2 db:fake: fail\n");
+  CHECK(route("GET", "/readyz", false, b).body == "[-]db failed: fake: fail\nreadyz check failed\n");
+  CHECK(route("GET", "/readyz?exclude=db", false, b).status == 200);
+  CHECK(route("GET", "/readyz?exclude=db&verbose", false, b).body ==
+        "[+]db excluded: ok\nreadyz check passed\n");
+  CHECK(route("GET", "/livez", false, b).status == 200);
+  CHECK(route("POST", "/health", false, b).status == 405);
+  CHECK(route("POST", "/health", false, b).allow_header);
+  CHECK(route("GET", "/health", true, b).status == 400);
+  CHECK(route("GET", "/nope", false, b).status == 404);
+  CHECK(route("GET", "http://x/health", false, b).status == 400);
+  CHECK(route("GET", "/health/%zz", false, b).status == 400);
+  Reply m = route("GET", "/metrics", false, b);
+  CHECK(m.content_type == "text/plain; version=0.0.4; charset=utf-8");
+  CHECK_THAT(m.body, Catch::Contains("vitals_probe_success{probe=\"db\",plugin=\"fake-ok\",tier=\"critical\"} 0\n"));
+  CHECK_THAT(m.body, Catch::Contains("vitals_probe_fake_ok_runs{probe=\"cache\",plugin=\"fake-ok\",tier=\"optional\"} 1\n"));
+}
+
+TEST_CASE("metric text escaping", "[metrics]") {
+  CHECK(escape_label("a\"b\\c\nd") == "a\\\"b\\\\c\\nd");
+  CHECK(sanitize_metric_name("vitals_probe_mcp-http_handshake") == "vitals_probe_mcp_http_handshake");
+  CHECK(sanitize_metric_name("9lives") == "_9lives");
+}
