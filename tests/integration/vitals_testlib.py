@@ -139,7 +139,8 @@ class Agent:
         self.proc.send_signal(sig)
 
     def log(self):
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         with open(self.log_path) as f:
             return f.read()
 

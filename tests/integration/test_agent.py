@@ -1,0 +1,448 @@
+"""The agent end to end through the real binary: /health tiers and transitions, the HTTP surface,
+`vitals check`, `once`, `validate`, reloads, signals, readiness fd, hung and throwing plugins,
+secrets. Probes use the shipped tcp/http/exec plugins against real listeners and commands, and
+the fake plugins (tests/fakes) where a plugin must misbehave."""
+import glob
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import unittest
+
+from vitals_testlib import (SOURCE_DIR, VitalsTestCase, free_port, http_get, once, run_vitals,
+                            wait_for)
+
+FAKES = os.environ.get("VITALS_FAKE_PLUGIN_DIR", "")
+
+
+class Listener:
+    """A TCP listener the test opens and closes, standing in for a dependency."""
+
+    def __init__(self, port):
+        self.port = port
+        self.sock = None
+
+    def open(self):
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", self.port))
+        self.sock.listen(64)
+
+    def close(self):
+        if self.sock:
+            self.sock.close()
+            self.sock = None
+
+
+TCP_CONFIG = """
+listen: 127.0.0.1:@PORT@
+start_period: {start_period}
+probes:
+  dep:
+    plugin: tcp
+    interval: 200ms
+    timeout: 100ms
+    failure_threshold: 1
+    options: {{port: {dep_port}}}
+"""
+
+
+class TiersAndTransitions(VitalsTestCase):
+    def test_starting_healthy_unhealthy_healthy(self):
+        dep = Listener(free_port())
+        self.addCleanup(dep.close)
+        agent = self.start_agent(TCP_CONFIG.format(start_period="30s", dep_port=dep.port))
+        status, h = agent.health()
+        self.assertEqual((status, h["status"], h["ready"]), (503, "starting", False))
+        self.assertEqual(h["probes"]["dep"]["stage"] if h["probes"]["dep"]["stage"] else "connect", "connect")
+
+        dep.open()
+        h = agent.wait_status("healthy")
+        self.assertTrue(h["ready"])
+        self.assertEqual(agent.health()[0], 200)
+        p = h["probes"]["dep"]
+        for key in ("status", "tier", "gates_readiness", "stage", "message", "duration_ms", "checked_at",
+                    "age_ms", "since", "consecutive_failures", "consecutive_successes"):
+            self.assertIn(key, p)
+        self.assertEqual((p["status"], p["tier"], p["gates_readiness"]), ("pass", "critical", True))
+        self.assertEqual(h["version"], run_vitals("version").stdout.split()[1])
+
+        dep.close()
+        h = agent.wait_status("unhealthy")  # once ready, no more start-period grace
+        self.assertEqual(agent.health()[0], 503)
+        self.assertFalse(h["ready"])
+        self.assertIn("connection refused", h["probes"]["dep"]["message"])
+
+        dep.open()
+        agent.wait_status("healthy")
+
+    def test_start_period_over_means_unhealthy(self):
+        agent = self.start_agent(TCP_CONFIG.format(start_period="0s", dep_port=free_port()))
+        h = agent.wait_status("unhealthy")
+        self.assertEqual(h["probes"]["dep"]["status"], "fail")
+
+    def test_optional_failure_is_degraded_and_ready(self):
+        dep = Listener(free_port())
+        dep.open()
+        self.addCleanup(dep.close)
+        agent = self.start_agent(f"""
+listen: 127.0.0.1:@PORT@
+probes:
+  dep: {{plugin: tcp, interval: 200ms, options: {{port: {dep.port}}}}}
+  extra: {{plugin: tcp, tier: optional, interval: 200ms, options: {{port: {free_port()}}}}}
+""")
+        h = agent.wait_status("degraded")
+        self.assertTrue(h["ready"])
+        self.assertEqual(agent.health()[0], 200)
+        self.assertFalse(h["probes"]["extra"]["gates_readiness"])
+        self.assertEqual(agent.get("/health/extra")[0], 503)
+        self.assertEqual(agent.get("/health/dep")[0], 200)
+        self.assertEqual(agent.get("/readyz")[0], 200)
+
+    def test_exec_warn_is_degraded_and_not_ready(self):
+        agent = self.start_agent("""
+listen: 127.0.0.1:@PORT@
+start_period: 0s
+probes:
+  cmd: {plugin: exec, interval: 500ms, options: {command: [sh, -c, "printf 'disk 91%% full|used=91\\n'; exit 1"]}}
+""")
+        h = agent.wait_status("degraded")
+        self.assertFalse(h["ready"])
+        self.assertEqual(h["probes"]["cmd"]["message"], "disk 91% full")
+        status, body, _ = agent.get("/readyz")
+        self.assertEqual((status, body), (503, "[-]cmd failed: exit: disk 91% full\nreadyz check failed\n"))
+
+
+class HttpSurface(VitalsTestCase):
+    def setUp(self):
+        super().setUp()
+        self.dep = Listener(free_port())
+        self.dep.open()
+        self.addCleanup(self.dep.close)
+        self.agent = self.start_agent(TCP_CONFIG.format(start_period="0s", dep_port=self.dep.port))
+        self.agent.wait_status("healthy")
+
+    def raw(self, data, read=True):
+        with socket.create_connection(("127.0.0.1", self.agent.port), timeout=5) as s:
+            s.sendall(data)
+            return s.recv(65536).decode(errors="replace") if read else ""
+
+    def test_endpoints(self):
+        a = self.agent
+        self.assertEqual(a.get("/livez")[:2], (200, "ok\n"))
+        self.assertEqual(a.get("/readyz")[:2], (200, "ok\n"))
+        self.assertEqual(a.get("/readyz?verbose")[:2], (200, "[+]dep ok\nreadyz check passed\n"))
+        status, body, headers = a.get("/health/dep")
+        self.assertEqual(status, 200)
+        self.assertEqual(json.loads(body)["probe"]["status"], "pass")
+        self.assertEqual(a.get("/health/nope")[0], 404)
+        self.assertEqual(a.get("/nope")[0], 404)
+        status, _, headers = a.get("/health", method="POST")
+        self.assertEqual((status, headers.get("Allow")), (405, "GET, HEAD"))
+        self.assertEqual(a.get("/health", method="DELETE")[0], 405)
+        status, body, headers = a.get("/health", method="HEAD")
+        self.assertEqual((status, body), (200, ""))
+        self.assertGreater(int(headers["Content-Length"]), 100)
+        self.assertEqual(a.get("/health?format=line")[1], "healthy ready=true 1/1\n")
+
+    def test_malformed_requests_get_400_and_never_a_crash(self):
+        self.assertIn(" 400 ", self.raw(b"GARBAGE\r\n\r\n").split("\r\n")[0] + " ")
+        self.assertIn("400", self.raw(b"GET /health HTTP/1.1\r\nX: " + b"a" * 65536 + b"\r\n\r\n").split("\r\n")[0])
+        resp = self.raw(b"GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello")
+        self.assertTrue(resp.startswith("HTTP/1.1 400"), resp[:80])
+        # Pipelined requests are answered in order.
+        resp = self.raw(b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\nGET /livez HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        time.sleep(0.2)
+        self.assertGreaterEqual(resp.count("HTTP/1.1 200"), 1)
+        self.assertEqual(self.agent.get("/health")[0], 200)
+        self.assertIsNone(self.agent.proc.poll())
+
+
+class Check(VitalsTestCase):
+    def check(self, *args):
+        p = run_vitals("check", *args, timeout=10)
+        return p.returncode, p.stdout
+
+    def test_exit_codes(self):
+        dep = Listener(free_port())
+        dep.open()
+        self.addCleanup(dep.close)
+        agent = self.start_agent(TCP_CONFIG.format(start_period="0s", dep_port=dep.port))
+        url = f"http://127.0.0.1:{agent.port}"
+        agent.wait_status("healthy")
+        self.assertEqual(self.check("--url", url), (0, "healthy ready=true 1/1\n"))
+        self.assertEqual(self.check("--url", url, "--ready"), (0, "healthy ready=true 1/1\n"))
+        self.assertEqual(self.check("--url", url, "--probe", "dep"), (0, "pass ready=true 1/1\n"))
+        # -c reads the listen address from the config file.
+        self.assertEqual(self.check("-c", agent.log_path.replace(".stderr", ""))[0], 0)
+
+        dep.close()
+        agent.wait_status("unhealthy")
+        code, out = self.check("--url", url)
+        self.assertEqual(code, 1)
+        self.assertRegex(out, r"^unhealthy ready=false 0/1 dep:connect: unable to connect to 127\.0\.0\.1:\d+: connection refused\n$")
+        self.assertEqual(self.check("--url", url, "--probe", "nope"), (1, "no such probe: nope\n"))
+
+    def test_absent_agent_and_usage_errors_exit_1(self):
+        code, out = self.check("--url", f"http://127.0.0.1:{free_port()}")
+        self.assertEqual(code, 1)
+        self.assertIn("unreachable: unable to connect to 127.0.0.1:", out)
+        self.assertEqual(self.check("--bogus")[0], 1)
+        self.assertEqual(self.check("--url", "https://x:1")[0], 1)
+        self.assertEqual(self.check("--probe")[0], 1)
+        self.assertEqual(self.check("-c", "/nonexistent.yaml")[0], 1)
+
+
+class OnceAndValidate(VitalsTestCase):
+    def test_once_output_and_exit_codes(self):
+        cfg = self.tmp.file("v.yaml", """
+probes:
+  ok: {plugin: exec, options: {command: [echo, all good]}}
+  warn: {plugin: exec, options: {command: [sh, -c, "echo meh; exit 1"]}}
+  bad: {plugin: exec, options: {command: [sh, -c, "echo broken; exit 2"]}}
+  odd: {plugin: exec, options: {command: [sh, -c, "exit 7"]}}
+  slow: {plugin: exec, interval: 2s, timeout: 300ms, options: {command: [sh, -c, "sleep 30 & sleep 30"]}}
+  missing: {plugin: exec, options: {command: [/nonexistent/program]}}
+""")
+        p = run_vitals("once", "-c", cfg, "--probe", "ok")
+        self.assertEqual(p.returncode, 0)
+        self.assertRegex(p.stdout, r"^ok pass exit \d+ms: all good\n$")
+        code, doc, _ = once(cfg, "warn")
+        self.assertEqual((code, doc["status"], doc["message"]), (0, "warn", "meh"))
+        code, doc, _ = once(cfg, "bad")
+        self.assertEqual((code, doc["status"], doc["stage"], doc["message"]), (1, "fail", "exit", "broken"))
+        self.assertEqual(doc["numbers"][0]["name"], "exit_code")
+        code, doc, _ = once(cfg, "odd")
+        self.assertEqual((code, doc["status"], doc["message"]), (1, "fail", "unknown: sh exited with 7"))
+        code, doc, _ = once(cfg, "missing")
+        self.assertEqual((code, doc["stage"]), (1, "exec"))
+        self.assertIn("unable to run /nonexistent/program", doc["message"])
+
+        marker = f"vitals-test-{os.getpid()}-{time.monotonic_ns()}"
+        cfg2 = self.tmp.file("v2.yaml", f"""
+probes:
+  slow: {{plugin: exec, interval: 2s, timeout: 300ms, options: {{command: [sh, -c, "sleep 30 & sleep 31; echo {marker}"]}}}}
+""")
+        code, doc, _ = once(cfg2, "slow")
+        self.assertEqual((code, doc["status"], doc["stage"]), (1, "fail", "timeout"))
+        # The whole process group was killed: no sleep survives.
+        out = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True).stdout
+        self.assertEqual(out.strip(), "")
+
+        p = run_vitals("once", "-c", cfg, "--probe", "nope")
+        self.assertEqual(p.returncode, 100)
+        self.assertIn("no probe named 'nope'", p.stderr)
+
+    def test_validate(self):
+        good = self.tmp.file("good.yaml", "probes:\n  a: {plugin: tcp, options: {port: 1}}\n")
+        p = run_vitals("validate", "-c", good)
+        self.assertEqual((p.returncode, p.stdout), (0, f"{good}: ok (1 probes)\n"))
+        bad = self.tmp.file("bad.yaml", "probes:\n  a: {plugin: tcp, options: {port: 1, prot: 2}}\n  b: {plugin: nope}\n")
+        p = run_vitals("validate", "-c", bad)
+        self.assertEqual(p.returncode, 100)
+        lines = p.stderr.strip().split("\n")
+        self.assertEqual(len(lines), 2, p.stderr)
+        self.assertEqual(lines[0], f"{bad}:2: probes.a.options: unknown option 'prot' for plugin tcp; valid options: host, port")
+        self.assertTrue(lines[1].startswith(f"{bad}:3: probes.b.plugin: no plugin 'nope' in "), lines[1])
+
+    def test_every_bad_config_exits_100_with_one_line_naming_the_file(self):
+        files = sorted(glob.glob(os.path.join(SOURCE_DIR, "tests", "data", "invalid-*.yaml")))
+        self.assertGreaterEqual(len(files), 25)
+        for f in files:
+            for cmd in ("validate", "run"):
+                p = run_vitals(cmd, "-c", f, timeout=20)
+                self.assertEqual(p.returncode, 100, f"{cmd} {f}: {p.stderr}")
+                first = p.stderr.strip().split("\n")[0]
+                self.assertIn(os.path.basename(f), first)
+
+    def test_describe_and_plugins(self):
+        p = run_vitals("describe", "tcp")
+        self.assertEqual(p.returncode, 0)
+        self.assertIn("port", p.stdout)
+        self.assertIn("required", p.stdout)
+        p = run_vitals("describe", "nope")
+        self.assertEqual(p.returncode, 100)
+        p = run_vitals("plugins")
+        for name in ("tcp", "http", "exec"):
+            self.assertIn(f"  {name} ", p.stdout)
+        p = run_vitals("plugins", "--plugin-dir", FAKES)
+        self.assertIn("refused", p.stdout)
+        self.assertIn("(abi_major): built for ABI 2.x, agent speaks 1.x", p.stdout)
+        self.assertEqual(run_vitals("frobnicate").returncode, 100)
+
+
+class Reload(VitalsTestCase):
+    def test_sighup_valid_and_invalid(self):
+        dep = Listener(free_port())
+        dep.open()
+        self.addCleanup(dep.close)
+        text = TCP_CONFIG.format(start_period="0s", dep_port=dep.port)
+        agent = self.start_agent(text)
+        agent.wait_status("healthy")
+        wait_for(lambda: agent.probe("dep")["consecutive_successes"] >= 3, what="a few passes")
+        cfg = agent.log_path.replace(".stderr", "")
+
+        with open(cfg, "w") as f:
+            f.write(text.replace("@PORT@", str(agent.port)) +
+                    f"  more:\n    plugin: tcp\n    interval: 200ms\n    options: {{port: {dep.port}}}\n")
+        agent.signal(signal.SIGHUP)
+        wait_for(lambda: "more" in agent.health()[1]["probes"], what="the new probe")
+        # The unchanged probe kept its history.
+        self.assertGreaterEqual(agent.probe("dep")["consecutive_successes"], 3)
+        agent.wait_probe("more", "pass")
+        self.assertIn("vitals_config_last_reload_successful 1", agent.get("/metrics")[1])
+
+        with open(cfg, "w") as f:
+            f.write("probes:\n  dep: {plugin: tcp, interval: 1s, timeout: 5s, options: {port: 1}}\n")
+        agent.signal(signal.SIGHUP)
+        wait_for(lambda: "reload rejected" in agent.log(), what="the rejection in the log")
+        self.assertIn("probes.dep.timeout (5s) must be less than interval (1s)", agent.log())
+        self.assertIn("vitals_config_last_reload_successful 0", agent.get("/metrics")[1])
+        h = agent.health()[1]
+        self.assertEqual(sorted(h["probes"]), ["dep", "more"])  # the old config keeps running
+        self.assertEqual(h["status"], "healthy")
+
+    def test_sighup_storm(self):
+        dep = Listener(free_port())
+        dep.open()
+        self.addCleanup(dep.close)
+        agent = self.start_agent(TCP_CONFIG.format(start_period="0s", dep_port=dep.port))
+        agent.wait_status("healthy")
+        for _ in range(100):
+            agent.signal(signal.SIGHUP)
+            time.sleep(0.005)
+        time.sleep(0.5)
+        self.assertIsNone(agent.proc.poll())
+        self.assertEqual(agent.health()[1]["status"], "healthy")
+
+
+class Signals(VitalsTestCase):
+    def test_sigterm_and_sigint_exit_0(self):
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            agent = self.start_agent(TCP_CONFIG.format(start_period="0s", dep_port=free_port()))
+            agent.signal(sig)
+            self.assertEqual(agent.proc.wait(10), 0)
+
+    def test_bind_failure_exits_111(self):
+        busy = Listener(free_port())
+        busy.open()
+        self.addCleanup(busy.close)
+        cfg = self.tmp.file("v.yaml", f"listen: 127.0.0.1:{busy.port}\nprobes: {{}}\n")
+        p = run_vitals("run", "-c", cfg)
+        self.assertEqual(p.returncode, 111)
+        self.assertIn(f"unable to listen on 127.0.0.1:{busy.port}", p.stderr)
+
+    def test_refused_plugin_in_use_exits_100(self):
+        cfg = self.tmp.file("v.yaml", f"plugin_dir: {FAKES}\nprobes:\n  a: {{plugin: fake-major2}}\n")
+        p = run_vitals("run", "-c", cfg)
+        self.assertEqual(p.returncode, 100)
+        self.assertIn("plugin 'fake-major2' was refused (abi_major)", p.stderr)
+
+
+class Readiness(VitalsTestCase):
+    def test_notify_fd_gets_one_newline_once_ready(self):
+        dep = Listener(free_port())
+        self.addCleanup(dep.close)
+        r, w = os.pipe()
+        self.addCleanup(os.close, r)
+        agent = self.start_agent(TCP_CONFIG.format(start_period="30s", dep_port=dep.port),
+                                 extra_args=["--notify-fd", str(w)], pass_fds=[w])
+        os.close(w)
+        os.set_blocking(r, False)
+        time.sleep(0.5)
+        with self.assertRaises(BlockingIOError):
+            os.read(r, 10)  # not ready yet: nothing written, fd still open
+        dep.open()
+        got = wait_for(lambda: self._read(r), what="the readiness newline")
+        self.assertEqual(got, b"\n")
+        time.sleep(0.2)
+        self.assertEqual(os.read(r, 10), b"")  # closed after the newline
+        dep.close()
+        agent.wait_status("unhealthy")
+        self.assertIsNone(agent.proc.poll())  # SIGPIPE-safe, still serving
+
+    @staticmethod
+    def _read(fd):
+        try:
+            return os.read(fd, 10)
+        except BlockingIOError:
+            return None
+
+    def test_closed_notify_fd_exits_111(self):
+        cfg = self.tmp.file("v.yaml", "probes: {}\n")
+        p = run_vitals("run", "-c", cfg, "--notify-fd", "57")
+        self.assertEqual(p.returncode, 111)
+        self.assertIn("notification-fd 57 is not open", p.stderr)
+
+
+@unittest.skipUnless(FAKES, "needs the fake plugins (run through ctest)")
+class MisbehavingPlugins(VitalsTestCase):
+    def test_hung_and_throwing_plugins_delay_nothing(self):
+        flag = self.tmp.file("result", "pass")
+        agent = self.start_agent(f"""
+listen: 127.0.0.1:@PORT@
+plugin_dir: {FAKES}
+start_period: 0s
+probes:
+  hangs: {{plugin: fake-hangs, tier: optional, interval: 1s, timeout: 200ms}}
+  throws: {{plugin: fake-throws, tier: optional, interval: 200ms}}
+  good: {{plugin: fake-ok, interval: 100ms, options: {{result: {flag}}}}}
+""")
+        h = agent.wait_status("degraded")
+        hang = agent.wait_probe("hangs", "fail")
+        self.assertEqual((hang["stage"], hang["message"]), ("timeout", "did not finish within 200ms"))
+        thrown = agent.wait_probe("throws", "fail")
+        self.assertEqual(thrown["message"], "unexpected error: thrown on purpose")
+        # The good probe keeps running on schedule while the other is stuck.
+        before = agent.probe("good")["consecutive_successes"]
+        wait_for(lambda: agent.probe("good")["consecutive_successes"] >= before + 5, what="good probe runs")
+        # A hung run is never started twice, and after 2*interval+timeout without a result the
+        # state is unknown.
+        agent.wait_probe("hangs", "unknown", timeout=10)
+        self.assertIn("vitals_probe_timeouts_total{probe=\"hangs\",plugin=\"fake-hangs\",tier=\"optional\"} 1\n",
+                      agent.get("/metrics")[1])
+        self.assertEqual(agent.get("/livez")[0], 200)
+        # SIGTERM still ends it cleanly with a run stuck inside a plugin.
+        agent.signal(signal.SIGTERM)
+        self.assertEqual(agent.proc.wait(10), 0)
+
+    def test_secret_options_never_leave_the_host(self):
+        secret = "s3cr3t-t0ken-value"
+        agent = self.start_agent(f"""
+listen: 127.0.0.1:@PORT@
+plugin_dir: {FAKES}
+log_level: debug
+probes:
+  a: {{plugin: fake-ok, interval: 100ms, options: {{result: fail, token: {secret}}}}}
+""")
+        p = agent.wait_probe("a", "fail")
+        self.assertEqual(p["message"], "fail token=[redacted]")
+        cfg = agent.log_path.replace(".stderr", "")
+        outputs = [agent.get(path)[1] for path in ("/health", "/health/a", "/metrics", "/readyz?verbose",
+                                                   "/health?format=line")]
+        outputs.append(run_vitals("once", "-c", cfg, "--probe", "a").stdout)
+        outputs.append(run_vitals("once", "-c", cfg, "--probe", "a", "--json").stdout)
+        outputs.append(run_vitals("check", "-c", cfg).stdout)
+        outputs.append(run_vitals("describe", "fake-ok", "-c", cfg).stdout)
+        agent.stop()
+        outputs.append(agent.log())
+        for out in outputs:
+            self.assertNotIn(secret, out)
+
+    def test_details_hidden_when_not_exposed(self):
+        agent = self.start_agent(f"""
+listen: 127.0.0.1:@PORT@
+plugin_dir: {FAKES}
+expose_details: false
+probes:
+  a: {{plugin: fake-ok, interval: 100ms, options: {{result: fail}}}}
+""")
+        agent.wait_probe("a", "fail")
+        self.assertNotIn("message", agent.probe("a"))
+        self.assertEqual(agent.get("/readyz")[1], "[-]a failed: reason withheld\nreadyz check failed\n")
+
+
+if __name__ == "__main__":
+    unittest.main()
