@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs what vitals needs on Debian 12 (build, run and test), then configures and builds it.
+#   scripts/setup.sh [BUILD_DIR]        default BUILD_DIR: build
+# Environment: VITALS_SKIP_APT=1 skips apt (packages already there); CMAKE_ARGS adds cmake flags.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build=${1:-build}
+
+packages=(
+  # build
+  cmake g++ make pkg-config clang-format
+  libpoco-dev libyaml-cpp-dev libspdlog-dev libpq-dev catch2
+  # run and test: real components
+  postgresql-15 postgresql-contrib s6 execline prometheus python3 curl procps
+  # fuzzing, benchmarks, container test
+  clang libclang-rt-14-dev wrk hyperfine nginx-light time valgrind podman runc debootstrap
+)
+
+# The machine image ships Node.js 20 with npm; Debian's are the fallback.
+command -v npm >/dev/null || packages+=(nodejs npm)
+
+if [ "${VITALS_SKIP_APT:-0}" != 1 ]; then
+  missing=()
+  for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    apt-get install -y -q --no-install-recommends "${missing[@]}"
+  fi
+fi
+
+# Real MCP servers for the tests, pinned by the committed lockfile.
+if [ ! -d tests/fixtures/mcp/node_modules ] || [ tests/fixtures/mcp/package-lock.json -nt tests/fixtures/mcp/node_modules ]; then
+  (cd tests/fixtures/mcp && npm ci --no-audit --no-fund)
+fi
+
+# shellcheck disable=SC2086
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo ${CMAKE_ARGS:-}
+cmake --build "$build" -j"$(nproc)"
