@@ -32,16 +32,15 @@ std::optional<Prepared> prepare(const std::string& config_path,
   if (!only_probe.empty() && !c.probe(only_probe)) {
     std::string names;
     for (const auto& p : c.probes) names += (names.empty() ? "" : ", ") + p.name;
-    errors.push_back(c.file + ": no probe named '" + only_probe + "'; probes: " +
-                     (names.empty() ? "(none)" : names));
+    errors.push_back(c.file + ": no probe named '" + only_probe +
+                     "'; probes: " + (names.empty() ? "(none)" : names));
     return std::nullopt;
   }
   for (const auto& pc : c.probes) {
     if (!only_probe.empty() && pc.name != only_probe) continue;
     const std::string where = c.file + ":" + std::to_string(pc.line) + ": probes." + pc.name;
-    auto reused = std::find_if(previous.begin(), previous.end(), [&](const auto& p) {
-      return p->config().same_definition(pc);
-    });
+    auto reused = std::find_if(previous.begin(), previous.end(),
+                               [&](const auto& p) { return p->config().same_definition(pc); });
     if (reused != previous.end()) {
       out.probes.push_back(*reused);
       continue;
@@ -57,8 +56,8 @@ std::optional<Prepared> prepare(const std::string& config_path,
         std::sort(sorted.begin(), sorted.end());
         std::string names;
         for (const auto& n : sorted) names += (names.empty() ? "" : ", ") + n;
-        errors.push_back(where + ".plugin: no plugin '" + pc.plugin + "' in " +
-                         out.plugins->dir() + "; available: " + (names.empty() ? "(none)" : names));
+        errors.push_back(where + ".plugin: no plugin '" + pc.plugin + "' in " + out.plugins->dir() +
+                         "; available: " + (names.empty() ? "(none)" : names));
       }
       continue;
     }
@@ -81,11 +80,16 @@ namespace {
 
 spdlog::level::level_enum to_spdlog(LogLevel l) {
   switch (l) {
-    case LogLevel::Trace: return spdlog::level::trace;
-    case LogLevel::Debug: return spdlog::level::debug;
-    case LogLevel::Info: return spdlog::level::info;
-    case LogLevel::Warn: return spdlog::level::warn;
-    case LogLevel::Error: return spdlog::level::err;
+    case LogLevel::Trace:
+      return spdlog::level::trace;
+    case LogLevel::Debug:
+      return spdlog::level::debug;
+    case LogLevel::Info:
+      return spdlog::level::info;
+    case LogLevel::Warn:
+      return spdlog::level::warn;
+    case LogLevel::Error:
+      return spdlog::level::err;
   }
   return spdlog::level::info;
 }
@@ -131,8 +135,8 @@ class Agent {
     }
     notifier_ = std::make_unique<ReadinessNotifier>(fd);
 
-    scheduler_ = std::make_unique<Scheduler>(prepared->config.start_period,
-                                             [this] { check_ready(); });
+    scheduler_ =
+        std::make_unique<Scheduler>(prepared->config.start_period, [this] { check_ready(); });
     install(*prepared);
     facts_.version = VITALS_VERSION;
     facts_.process_start = health_.started_at();
@@ -186,11 +190,13 @@ class Agent {
     std::lock_guard lock(facts_mutex_);
     if (!next) {
       facts_.last_reload_successful = false;
-      for (const auto& e : errors) spdlog::error("reload rejected, keeping the running config: {}", e);
+      for (const auto& e : errors)
+        spdlog::error("reload rejected, keeping the running config: {}", e);
       return;
     }
     if (next->config.listen != listen_)
-      spdlog::warn("listen changed to {}; it takes effect at the next restart", next->config.listen);
+      spdlog::warn("listen changed to {}; it takes effect at the next restart",
+                   next->config.listen);
     apply_log_level(next->config);
     warn_unused_refusals(*next);
     install(*next);

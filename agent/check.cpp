@@ -189,9 +189,12 @@ int http_get(const std::string& host, int port, const std::string& target, std::
       return -1;
     }
     const ssize_t n = recv(fd, buf, sizeof buf, 0);
-    if (n > 0) resp.append(buf, static_cast<size_t>(n));
-    else if (n == 0) break;
-    else if (errno != EAGAIN && errno != EINTR) break;
+    if (n > 0)
+      resp.append(buf, static_cast<size_t>(n));
+    else if (n == 0)
+      break;
+    else if (errno != EAGAIN && errno != EINTR)
+      break;
   }
   int status = 0;
   if (std::sscanf(resp.c_str(), "HTTP/%*d.%*d %d", &status) != 1) {
@@ -216,22 +219,32 @@ int run_check(int argc, char** argv) {
       return true;
     };
     bool ok = true;
-    if (a == "-c" || a == "--config") ok = value(config);
-    else if (a == "--url") ok = value(url);
-    else if (a == "--probe") ok = value(probe);
-    else if (a == "--ready") ready = true;
+    if (a == "-c" || a == "--config")
+      ok = value(config);
+    else if (a == "--url")
+      ok = value(url);
+    else if (a == "--probe")
+      ok = value(probe);
+    else if (a == "--ready")
+      ready = true;
     else if (a == "--help" || a == "-h") {
-      return say(kOk, "usage: vitals check [-c FILE | --url http://HOST:PORT] [--probe NAME | --ready]");
-    } else ok = false;
+      return say(kOk,
+                 "usage: vitals check [-c FILE | --url http://HOST:PORT] [--probe NAME | --ready]");
+    } else
+      ok = false;
     if (!ok)
-      return say(kFail, "usage error: vitals check [-c FILE | --url http://HOST:PORT] [--probe NAME | --ready]");
+      return say(
+          kFail,
+          "usage error: vitals check [-c FILE | --url http://HOST:PORT] [--probe NAME | --ready]");
   }
-  if (ready && !probe.empty()) return say(kFail, "usage error: --probe and --ready exclude each other");
+  if (ready && !probe.empty())
+    return say(kFail, "usage error: --probe and --ready exclude each other");
 
   std::string listen, error;
   if (!url.empty()) {
     std::string rest = url;
-    if (rest.rfind("http://", 0) == 0) rest = rest.substr(7);
+    if (rest.rfind("http://", 0) == 0)
+      rest = rest.substr(7);
     else if (rest.find("://") != std::string::npos)
       return say(kFail, "usage error: --url must be http://HOST:PORT");
     listen = rest.substr(0, rest.find('/'));
@@ -245,9 +258,10 @@ int run_check(int argc, char** argv) {
   }
   std::string host;
   int port = 0;
-  if (!split(listen, host, port)) return say(kFail, "usage error: invalid address '" + listen + "'");
+  if (!split(listen, host, port))
+    return say(kFail, "usage error: invalid address '" + listen + "'");
 
-  const std::string target = ready ? "/readyz?format=line"
+  const std::string target = ready           ? "/readyz?format=line"
                              : probe.empty() ? "/health?format=line"
                                              : "/health/" + url_encode(probe) + "?format=line";
   std::string body;

@@ -153,11 +153,16 @@ int cmd_validate(int argc, char** argv) {
 
 std::string json_number_unit(uint32_t unit) {
   switch (unit) {
-    case VITALS_UNIT_SECONDS: return "seconds";
-    case VITALS_UNIT_BYTES: return "bytes";
-    case VITALS_UNIT_RATIO: return "ratio";
-    case VITALS_UNIT_INFO: return "info";
-    default: return "count";
+    case VITALS_UNIT_SECONDS:
+      return "seconds";
+    case VITALS_UNIT_BYTES:
+      return "bytes";
+    case VITALS_UNIT_RATIO:
+      return "ratio";
+    case VITALS_UNIT_INFO:
+      return "info";
+    default:
+      return "count";
   }
 }
 
@@ -234,8 +239,9 @@ int cmd_plugins(int argc, char** argv) {
   host.scan(dir);
   std::printf("plugin directory: %s\n", dir.c_str());
   for (const auto& p : host.plugins())
-    std::printf("  %-10s %-8s ABI %u.%u  %s\n", p->desc.name, p->desc.version ? p->desc.version : "",
-                p->desc.abi_major, p->desc.abi_minor, p->desc.description ? p->desc.description : "");
+    std::printf("  %-10s %-8s ABI %u.%u  %s\n", p->desc.name,
+                p->desc.version ? p->desc.version : "", p->desc.abi_major, p->desc.abi_minor,
+                p->desc.description ? p->desc.description : "");
   for (const auto& r : host.refusals())
     std::printf("  refused %s (%s): %s\n", r.path.c_str(), r.reason.c_str(), r.message.c_str());
   return kOk;
@@ -265,10 +271,12 @@ int cmd_describe(int argc, char** argv) {
               d.abi_major, d.abi_minor, d.description ? d.description : "");
   for (uint32_t i = 0; i < d.option_count; ++i) {
     const vitals_option& o = d.options[i];
-    std::string flags = o.required ? "required" : "default: " + std::string(o.default_value ? o.default_value : "(none)");
+    std::string flags =
+        o.required ? "required"
+                   : "default: " + std::string(o.default_value ? o.default_value : "(none)");
     if (o.secret) flags += ", secret";
-    std::printf("  %-20s %-9s %s\n  %-20s %s\n", o.name, option_type_name(o.type), flags.c_str(), "",
-                o.description ? o.description : "");
+    std::printf("  %-20s %-9s %s\n  %-20s %s\n", o.name, option_type_name(o.type), flags.c_str(),
+                "", o.description ? o.description : "");
   }
   if (d.option_count == 0) std::printf("  (none)\n");
   return kOk;
@@ -290,7 +298,8 @@ extern "C" int vitals_core_main(int argc, char** argv) {
     if (cmd == "notify") return cmd_notify(argc, argv);
     if (cmd == "plugins") return cmd_plugins(argc, argv);
     if (cmd == "describe") return cmd_describe(argc, argv);
-    if (cmd == "version" || cmd == "--version") return std::printf("vitals %s\n", VITALS_VERSION), kOk;
+    if (cmd == "version" || cmd == "--version")
+      return std::printf("vitals %s\n", VITALS_VERSION), kOk;
     if (cmd == "help" || cmd == "--help" || cmd == "-h") return std::fputs(kUsage, stdout), kOk;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "vitals: fatal: %s\n", e.what());

@@ -165,8 +165,9 @@ void parse_probe(Walker& w, const std::string& name, const YAML::Node& key, cons
     return;
   }
   static const std::vector<std::string> kKeys = {
-      "plugin",  "tier",           "gates_readiness", "interval",          "start_interval",
-      "timeout", "failure_threshold", "success_threshold", "options"};
+      "plugin",         "tier",    "gates_readiness",   "interval",
+      "start_interval", "timeout", "failure_threshold", "success_threshold",
+      "options"};
   bool ok = w.check_keys(n, path, kKeys);
   ProbeConfig p;
   p.name = name;
@@ -179,8 +180,10 @@ void parse_probe(Walker& w, const std::string& name, const YAML::Node& key, cons
   }
   if (n["tier"]) {
     auto t = w.scalar(n["tier"], path + ".tier");
-    if (t && *t == "critical") p.tier = Tier::Critical;
-    else if (t && *t == "optional") p.tier = Tier::Optional;
+    if (t && *t == "critical")
+      p.tier = Tier::Critical;
+    else if (t && *t == "optional")
+      p.tier = Tier::Optional;
     else {
       if (t) w.error(n["tier"], path + ".tier", "expected critical or optional, got '" + *t + "'");
       ok = false;
@@ -199,12 +202,12 @@ void parse_probe(Walker& w, const std::string& name, const YAML::Node& key, cons
   if (n["timeout"]) ok &= assign(w.duration(n["timeout"], path + ".timeout"), p.timeout);
   long long threshold = 0;
   if (n["failure_threshold"] &&
-      (ok &= assign(w.integer(n["failure_threshold"], path + ".failure_threshold", 1, 1000),
-                    threshold)))
+      (ok &=
+       assign(w.integer(n["failure_threshold"], path + ".failure_threshold", 1, 1000), threshold)))
     p.failure_threshold = static_cast<int>(threshold);
   if (n["success_threshold"] &&
-      (ok &= assign(w.integer(n["success_threshold"], path + ".success_threshold", 1, 1000),
-                    threshold)))
+      (ok &=
+       assign(w.integer(n["success_threshold"], path + ".success_threshold", 1, 1000), threshold)))
     p.success_threshold = static_cast<int>(threshold);
   if (const YAML::Node opts = n["options"]) {
     if (opts.IsMap()) {
@@ -212,8 +215,10 @@ void parse_probe(Walker& w, const std::string& name, const YAML::Node& key, cons
       for (auto it = opts.begin(); it != opts.end(); ++it) {
         const std::string opt = it->first.Scalar();
         auto v = parse_option(w, it->second, path + ".options." + opt);
-        if (v) p.options[opt] = *v;
-        else ok = false;
+        if (v)
+          p.options[opt] = *v;
+        else
+          ok = false;
       }
     } else if (!opts.IsNull()) {
       w.error(opts, path + ".options", "expected a map of plugin options");
@@ -243,13 +248,14 @@ void parse_probe(Walker& w, const std::string& name, const YAML::Node& key, cons
 }
 
 bool is_loopback(const std::string& host) {
-  return host == "127.0.0.1" || host == "::1" || host == "localhost" ||
-         host.rfind("127.", 0) == 0;
+  return host == "127.0.0.1" || host == "::1" || host == "localhost" || host.rfind("127.", 0) == 0;
 }
 
 }  // namespace
 
-const char* to_string(Tier t) { return t == Tier::Critical ? "critical" : "optional"; }
+const char* to_string(Tier t) {
+  return t == Tier::Critical ? "critical" : "optional";
+}
 
 bool ProbeConfig::same_definition(const ProbeConfig& o) const {
   auto same_options = [&] {
@@ -329,9 +335,8 @@ ConfigResult parse_config(std::string_view text, const std::string& file) {
     w.error(root, "", "expected a map at the top level");
     return result;
   }
-  static const std::vector<std::string> kKeys = {"listen",       "plugin_dir",     "log_level",
-                                                 "start_period", "expose_details", "readiness",
-                                                 "probes"};
+  static const std::vector<std::string> kKeys = {
+      "listen", "plugin_dir", "log_level", "start_period", "expose_details", "readiness", "probes"};
   w.check_keys(root, "", kKeys);
   Config c;
   c.file = file;
@@ -339,8 +344,10 @@ ConfigResult parse_config(std::string_view text, const std::string& file) {
     if (auto v = w.scalar(root["listen"], "listen")) {
       std::string host;
       int port = 0;
-      if (split_host_port(*v, host, port)) c.listen = *v;
-      else w.error(root["listen"], "listen", "expected HOST:PORT (port 1-65535), got '" + *v + "'");
+      if (split_host_port(*v, host, port))
+        c.listen = *v;
+      else
+        w.error(root["listen"], "listen", "expected HOST:PORT (port 1-65535), got '" + *v + "'");
     }
   }
   if (root["plugin_dir"]) {
@@ -357,13 +364,15 @@ ConfigResult parse_config(std::string_view text, const std::string& file) {
                                                             {"warn", LogLevel::Warn},
                                                             {"error", LogLevel::Error}};
     if (auto v = w.scalar(root["log_level"], "log_level")) {
-      if (auto it = kLevels.find(*v); it != kLevels.end()) c.log_level = it->second;
+      if (auto it = kLevels.find(*v); it != kLevels.end())
+        c.log_level = it->second;
       else
         w.error(root["log_level"], "log_level",
                 "expected trace, debug, info, warn or error, got '" + *v + "'");
     }
   }
-  if (root["start_period"]) assign(w.duration(root["start_period"], "start_period"), c.start_period);
+  if (root["start_period"])
+    assign(w.duration(root["start_period"], "start_period"), c.start_period);
   if (root["expose_details"]) {
     bool b = false;
     if (assign(w.boolean(root["expose_details"], "expose_details"), b)) c.expose_details = b;
@@ -372,7 +381,8 @@ ConfigResult parse_config(std::string_view text, const std::string& file) {
     if (r.IsMap()) {
       w.check_keys(r, "readiness", {"notify_fd"});
       long long fd = 0;
-      if (r["notify_fd"] && assign(w.integer(r["notify_fd"], "readiness.notify_fd", 3, 1 << 20), fd))
+      if (r["notify_fd"] &&
+          assign(w.integer(r["notify_fd"], "readiness.notify_fd", 3, 1 << 20), fd))
         c.notify_fd = static_cast<int>(fd);
     } else if (!r.IsNull()) {
       w.error(r, "readiness", "expected a map");

@@ -33,9 +33,9 @@ struct ProbeConfig {
   Tier tier = Tier::Critical;
   bool gates_readiness = true;  // default: tier == critical
   Millis interval{10'000};
-  Millis start_interval{250};  // default: min(250ms, interval)
+  Millis start_interval{250};       // default: min(250ms, interval)
   bool start_interval_set = false;  // `vitals notify` polls faster unless the user chose
-  Millis timeout{2'000};       // default: min(2s, interval / 2)
+  Millis timeout{2'000};            // default: min(2s, interval / 2)
   int failure_threshold = 3;
   int success_threshold = 1;
   std::map<std::string, OptionValue> options;

@@ -8,10 +8,14 @@ namespace vitals {
 
 const char* to_string(Overall o) {
   switch (o) {
-    case Overall::Starting: return "starting";
-    case Overall::Healthy: return "healthy";
-    case Overall::Degraded: return "degraded";
-    case Overall::Unhealthy: return "unhealthy";
+    case Overall::Starting:
+      return "starting";
+    case Overall::Healthy:
+      return "healthy";
+    case Overall::Degraded:
+      return "degraded";
+    case Overall::Unhealthy:
+      return "unhealthy";
   }
   return "unhealthy";
 }
@@ -115,8 +119,7 @@ void append_probe(std::string& out, const Snapshot& s, const ProbeView& v) {
     out += ",\"checked_at\":\"";
     out += rfc3339(r.checked_at);
     out += "\",\"age_ms\":";
-    out += std::to_string(
-        std::chrono::duration_cast<Millis>(s.mono - r.checked_mono).count());
+    out += std::to_string(std::chrono::duration_cast<Millis>(s.mono - r.checked_mono).count());
   } else {
     out += ",\"stage\":null";
     if (s.details) out += ",\"message\":null";
@@ -168,7 +171,8 @@ std::string render_probe_json(const Snapshot& s, const ProbeView& p) {
 
 std::string render_line(const Snapshot& s, const ProbeView* only) {
   std::vector<const ProbeView*> views;
-  if (only) views.push_back(only);
+  if (only)
+    views.push_back(only);
   else
     for (const auto& v : s.probes) views.push_back(&v);
   size_t passing = 0;
@@ -186,9 +190,12 @@ std::string render_line(const Snapshot& s, const ProbeView* only) {
     }
     const RunResult& r = *v->state.last;
     problems += r.stage.empty() ? to_string(v->status) : r.stage;
-    if (v->status == Status::Unknown) problems += ": stale (no recent result)";
-    else if (s.details && !r.message.empty()) problems += ": " + r.message;
-    else problems += std::string(": ") + to_string(v->status);
+    if (v->status == Status::Unknown)
+      problems += ": stale (no recent result)";
+    else if (s.details && !r.message.empty())
+      problems += ": " + r.message;
+    else
+      problems += std::string(": ") + to_string(v->status);
   }
   std::string out = only ? std::string(to_string(only->status)) : to_string(s.overall);
   out += " ready=";
@@ -221,7 +228,8 @@ std::string render_readyz(const Snapshot& s, bool verbose, const std::vector<std
     lines += "[-]" + c.name + " failed: ";
     if (s.details && v.state.last && v.status != Status::Unknown)
       lines += v.state.last->stage + ": " + v.state.last->message;
-    else lines += s.details ? to_string(v.status) : "reason withheld";
+    else
+      lines += s.details ? to_string(v.status) : "reason withheld";
     lines += "\n";
   }
   for (char& c : lines)

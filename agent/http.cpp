@@ -55,7 +55,8 @@ class Handler : public Poco::Net::HTTPRequestHandler {
 class Factory : public Poco::Net::HTTPRequestHandlerFactory {
  public:
   explicit Factory(HttpBackend backend) : backend_(std::move(backend)) {}
-  Poco::Net::HTTPRequestHandler* createRequestHandler(const Poco::Net::HTTPServerRequest&) override {
+  Poco::Net::HTTPRequestHandler* createRequestHandler(
+      const Poco::Net::HTTPServerRequest&) override {
     return new Handler(backend_);
   }
 
@@ -150,9 +151,13 @@ HttpServer::HttpServer(const std::string& listen, HttpBackend backend) {
                                                     params);
 }
 
-HttpServer::~HttpServer() { stop(); }
+HttpServer::~HttpServer() {
+  stop();
+}
 
-void HttpServer::start() { server_->start(); }
+void HttpServer::start() {
+  server_->start();
+}
 
 void HttpServer::stop() {
   if (server_) {

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <map>
+#include <set>
 
 #include "plugin_host.hpp"
 
@@ -21,10 +22,14 @@ std::string fmt(double v) {
 
 const char* unit_suffix(uint32_t unit) {
   switch (unit) {
-    case VITALS_UNIT_SECONDS: return "_seconds";
-    case VITALS_UNIT_BYTES: return "_bytes";
-    case VITALS_UNIT_RATIO: return "_ratio";
-    default: return "";
+    case VITALS_UNIT_SECONDS:
+      return "_seconds";
+    case VITALS_UNIT_BYTES:
+      return "_bytes";
+    case VITALS_UNIT_RATIO:
+      return "_ratio";
+    default:
+      return "";
   }
 }
 
@@ -39,9 +44,10 @@ class Exposition {
   }
   void sample(const std::string& family, const std::string& suffix, const std::string& labels,
               double value) {
-    families_[family].samples += family + suffix + (labels.empty() ? "" : "{" + labels + "}") +
-                                 " " + fmt(value) + "\n";
+    families_[family].samples +=
+        family + suffix + (labels.empty() ? "" : "{" + labels + "}") + " " + fmt(value) + "\n";
   }
+  const std::vector<std::string>& names() const { return order_; }
   std::string str() const {
     std::string out;
     for (const auto& name : order_) {
@@ -59,13 +65,61 @@ class Exposition {
   std::map<std::string, Family> families_;
 };
 
+// Length of the valid UTF-8 sequence at v[i], or 0 if it is not one (overlong forms, surrogates
+// and code points above U+10FFFF are invalid too). Prometheus refuses a whole scrape over one
+// invalid label value.
+size_t utf8_sequence(std::string_view v, size_t i) {
+  const auto b = [&](size_t k) { return static_cast<unsigned char>(v[k]); };
+  const unsigned char c = b(i);
+  if (c < 0x80) return 1;
+  size_t n = 0;
+  unsigned char lo = 0x80, hi = 0xBF;
+  if (c >= 0xC2 && c <= 0xDF)
+    n = 2;
+  else if (c >= 0xE0 && c <= 0xEF) {
+    n = 3;
+    if (c == 0xE0) lo = 0xA0;
+    if (c == 0xED) hi = 0x9F;
+  } else if (c >= 0xF0 && c <= 0xF4) {
+    n = 4;
+    if (c == 0xF0) lo = 0x90;
+    if (c == 0xF4) hi = 0x8F;
+  } else {
+    return 0;
+  }
+  if (i + n > v.size()) return 0;
+  if (b(i + 1) < lo || b(i + 1) > hi) return 0;
+  for (size_t k = 2; k < n; ++k)
+    if (b(i + k) < 0x80 || b(i + k) > 0xBF) return 0;
+  return n;
+}
+
+// Appends text, escaping backslash and newline (and double quote when quote is set) and
+// replacing each byte that is not valid UTF-8 with U+FFFD.
+void append_escaped(std::string& out, std::string_view v, bool quote) {
+  for (size_t i = 0; i < v.size();) {
+    const size_t n = utf8_sequence(v, i);
+    if (n == 0) {
+      out += "\xEF\xBF\xBD";
+      ++i;
+      continue;
+    }
+    const char c = v[i];
+    if (c == '\\')
+      out += "\\\\";
+    else if (c == '\n')
+      out += "\\n";
+    else if (c == '"' && quote)
+      out += "\\\"";
+    else
+      out.append(v.substr(i, n));
+    i += n;
+  }
+}
+
 std::string help_text(std::string_view help) {
   std::string out;
-  for (char c : help) {
-    if (c == '\\') out += "\\\\";
-    else if (c == '\n') out += "\\n";
-    else out += c;
-  }
+  append_escaped(out, help, false);
   return out.empty() ? "Plugin-provided value." : out;
 }
 
@@ -74,12 +128,7 @@ std::string help_text(std::string_view help) {
 std::string escape_label(std::string_view v) {
   std::string out;
   out.reserve(v.size());
-  for (char c : v) {
-    if (c == '\\') out += "\\\\";
-    else if (c == '"') out += "\\\"";
-    else if (c == '\n') out += "\\n";
-    else out += c;
-  }
+  append_escaped(out, v, true);
   return out;
 }
 
@@ -96,8 +145,9 @@ std::string sanitize_metric_name(std::string_view v) {
 
 std::string render_metrics(const Snapshot& s, const AgentFacts& facts) {
   Exposition e;
-  e.family("vitals_probe_success", "gauge",
-           "Whether the probe's effective status (after thresholds) is pass or warn (1) or not (0).");
+  e.family(
+      "vitals_probe_success", "gauge",
+      "Whether the probe's effective status (after thresholds) is pass or warn (1) or not (0).");
   e.family("vitals_probe_status", "gauge",
            "The probe's effective status: 1 for the current state, 0 for the others.");
   e.family("vitals_probe_duration_seconds", "gauge", "Duration of the probe's last run.");
@@ -117,8 +167,8 @@ std::string render_metrics(const Snapshot& s, const AgentFacts& facts) {
     e.sample("vitals_probe_success", "", labels,
              v.status == Status::Pass || v.status == Status::Warn ? 1 : 0);
     for (Status state : {Status::Pass, Status::Warn, Status::Fail, Status::Unknown})
-      e.sample("vitals_probe_status", "",
-               labels + ",state=\"" + to_string(state) + "\"", v.status == state ? 1 : 0);
+      e.sample("vitals_probe_status", "", labels + ",state=\"" + to_string(state) + "\"",
+               v.status == state ? 1 : 0);
     if (st.last) e.sample("vitals_probe_duration_seconds", "", labels, st.last->duration_s);
     const uint64_t runs = st.runs_pass + st.runs_warn + st.runs_fail;
     for (size_t i = 0; i < kDurationBuckets.size(); ++i)
@@ -143,7 +193,12 @@ std::string render_metrics(const Snapshot& s, const AgentFacts& facts) {
              static_cast<double>(st.consecutive_failures));
   }
 
-  // Numbers plugins returned in their last result.
+  // Numbers plugins returned in their last result. A name that would land on a host-owned series,
+  // or a number a plugin returned twice, is left out: either would break the whole scrape.
+  std::set<std::string> host_names(e.names().begin(), e.names().end());
+  for (const char* suffix : {"_bucket", "_sum", "_count"})
+    host_names.insert(std::string("vitals_probe_run_duration_seconds") + suffix);
+  std::set<std::string> series;
   for (const auto& v : s.probes) {
     if (!v.state.last) continue;
     const ProbeConfig& c = v.probe->config();
@@ -155,6 +210,7 @@ std::string render_metrics(const Snapshot& s, const AgentFacts& facts) {
       if (name.size() < suffix.size() ||
           name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0)
         name += suffix;
+      if (host_names.count(name) || !series.insert(name + "{" + labels).second) continue;
       e.family(name, "gauge", help_text(n.help));
       e.sample(name, "", labels, n.value);
     }

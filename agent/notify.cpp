@@ -23,8 +23,8 @@ int fail(int code, const std::string& message) {
 }
 
 // The poller: runs in the forked child while PROG runs as the parent process.
-int poll_until_ready(const std::string& config_path, const std::string& name, int fd,
-                     pid_t prog, std::optional<Millis> deadline) {
+int poll_until_ready(const std::string& config_path, const std::string& name, int fd, pid_t prog,
+                     std::optional<Millis> deadline) {
   prctl(PR_SET_PDEATHSIG, SIGTERM);
   if (getppid() != prog) return 0;  // PROG already gone
   std::vector<std::string> errors;
@@ -45,8 +45,10 @@ int poll_until_ready(const std::string& config_path, const std::string& name, in
     if (getppid() != prog) return 0;  // PROG died: never notify for a dead service
     if (r.status == Status::Pass) {
       notifier.notify();
-      spdlog::info("probe {} passed after {:.0f}ms: ready", name,
-                   std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
+      spdlog::info(
+          "probe {} passed after {:.0f}ms: ready", name,
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
+              .count());
       return kOk;
     }
     const std::string now = std::string(to_string(r.status)) + " at " + r.stage + ": " + r.message;
@@ -74,10 +76,14 @@ int cmd_notify(int argc, char** argv) {
       ++i;
       break;
     }
-    if (i + 1 >= argc) return fail(kPermanent, a + " needs a value (usage: vitals notify -c FILE --probe NAME [--notify-fd N] [--deadline D] -- PROG ARGS...)");
+    if (i + 1 >= argc)
+      return fail(kPermanent, a + " needs a value (usage: vitals notify -c FILE --probe NAME "
+                                  "[--notify-fd N] [--deadline D] -- PROG ARGS...)");
     const std::string v = argv[++i];
-    if (a == "-c" || a == "--config") config_path = v;
-    else if (a == "--probe") name = v;
+    if (a == "-c" || a == "--config")
+      config_path = v;
+    else if (a == "--probe")
+      name = v;
     else if (a == "--notify-fd") {
       char* end = nullptr;
       const long n = std::strtol(v.c_str(), &end, 10);
@@ -91,7 +97,8 @@ int cmd_notify(int argc, char** argv) {
     }
   }
   if (i >= argc) return fail(kPermanent, "missing -- PROG ARGS...");
-  if (config_path.empty() || name.empty()) return fail(kPermanent, "needs -c FILE and --probe NAME");
+  if (config_path.empty() || name.empty())
+    return fail(kPermanent, "needs -c FILE and --probe NAME");
 
   // Check what can be checked cheaply before PROG starts; plugins load in the poller.
   ConfigResult c = load_config(config_path);
@@ -99,11 +106,15 @@ int cmd_notify(int argc, char** argv) {
     for (const auto& e : c.errors) std::fprintf(stderr, "%s\n", e.c_str());
     return kPermanent;
   }
-  if (!c.config->probe(name)) return fail(kPermanent, config_path + ": no probe named '" + name + "'");
+  if (!c.config->probe(name))
+    return fail(kPermanent, config_path + ": no probe named '" + name + "'");
   std::string why;
   const auto fd = resolve_notify_fd(fd_flag, c.config->notify_fd, why);
   if (!why.empty()) return fail(kPermanent, why);
-  if (!fd) return fail(kPermanent, "no notification fd: pass --notify-fd or run from a service directory with notification-fd");
+  if (!fd)
+    return fail(kPermanent,
+                "no notification fd: pass --notify-fd or run from a service directory with "
+                "notification-fd");
   if (!fd_is_open(*fd, why))
     return fail(kTemporary, "notification-fd " + std::to_string(*fd) + " is not open: " + why);
 

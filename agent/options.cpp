@@ -38,12 +38,18 @@ std::optional<std::string> normalise(vitals_option_type type, const std::string&
 
 const char* option_type_name(vitals_option_type t) {
   switch (t) {
-    case VITALS_OPT_STRING: return "string";
-    case VITALS_OPT_INT: return "integer";
-    case VITALS_OPT_BOOL: return "bool";
-    case VITALS_OPT_DURATION: return "duration";
-    case VITALS_OPT_LIST: return "list";
-    case VITALS_OPT_MAP: return "map";
+    case VITALS_OPT_STRING:
+      return "string";
+    case VITALS_OPT_INT:
+      return "integer";
+    case VITALS_OPT_BOOL:
+      return "bool";
+    case VITALS_OPT_DURATION:
+      return "duration";
+    case VITALS_OPT_LIST:
+      return "list";
+    case VITALS_OPT_MAP:
+      return "map";
   }
   return "unknown";
 }
@@ -70,8 +76,8 @@ bool bind_options(const ProbeConfig& probe, const vitals_plugin& plugin, const s
       std::string list;
       for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
       error(value.line, base,
-            "unknown option '" + name + "' for plugin " + plugin.name + "; valid options: " +
-                (list.empty() ? "(none)" : list));
+            "unknown option '" + name + "' for plugin " + plugin.name +
+                "; valid options: " + (list.empty() ? "(none)" : list));
     }
   }
   for (uint32_t i = 0; i < plugin.option_count; ++i) {
@@ -84,9 +90,13 @@ bool bind_options(const ProbeConfig& probe, const vitals_plugin& plugin, const s
       } else if (opt.default_value) {
         std::string why;
         auto v = normalise(opt.type, opt.default_value, why);
-        if (!v) error(probe.line, path, "invalid default in plugin " + std::string(plugin.name) + ": " + why);
-        else if (opt.type == VITALS_OPT_LIST) out.add(opt.name, *v);
-        else if (opt.type != VITALS_OPT_MAP) out.add(opt.name, *v);
+        if (!v)
+          error(probe.line, path,
+                "invalid default in plugin " + std::string(plugin.name) + ": " + why);
+        else if (opt.type == VITALS_OPT_LIST)
+          out.add(opt.name, *v);
+        else if (opt.type != VITALS_OPT_MAP)
+          out.add(opt.name, *v);
       }
       continue;
     }
@@ -131,7 +141,8 @@ bool bind_options(const ProbeConfig& probe, const vitals_plugin& plugin, const s
 std::string scrub(std::string text, const std::vector<std::string>& secrets) {
   for (const auto& s : secrets) {
     static const std::string kMark = "[redacted]";
-    for (size_t pos = text.find(s); pos != std::string::npos; pos = text.find(s, pos + kMark.size()))
+    for (size_t pos = text.find(s); pos != std::string::npos;
+         pos = text.find(s, pos + kMark.size()))
       text.replace(pos, s.size(), kMark);
   }
   return text;

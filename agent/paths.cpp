@@ -10,6 +10,8 @@ std::string pkglib_dir() {
   return (exe.parent_path() / VITALS_BIN_TO_PKGLIB).lexically_normal().string();
 }
 
-std::string default_config_path() { return VITALS_SYSCONFDIR "/vitals/vitals.yaml"; }
+std::string default_config_path() {
+  return VITALS_SYSCONFDIR "/vitals/vitals.yaml";
+}
 
 }  // namespace vitals

@@ -27,8 +27,7 @@ std::optional<std::string> unsafe_reason(const std::string& path) {
   for (const std::string& p : {path, fs::path(path).parent_path().string()}) {
     struct stat st {};
     if (stat(p.c_str(), &st) != 0) return "unable to stat " + p + ": " + std::strerror(errno);
-    if (st.st_mode & (S_IWGRP | S_IWOTH))
-      return p + " is group- or world-writable";
+    if (st.st_mode & (S_IWGRP | S_IWOTH)) return p + " is group- or world-writable";
     if (st.st_uid != 0 && st.st_uid != me)
       return p + " is owned by uid " + std::to_string(st.st_uid) + ", neither root nor the agent";
   }
@@ -42,7 +41,9 @@ std::map<std::string, long> plugin_refusal_counts() {
   return g_counts;
 }
 
-std::string PluginHost::default_dir() { return pkglib_dir() + "/plugins"; }
+std::string PluginHost::default_dir() {
+  return pkglib_dir() + "/plugins";
+}
 
 void PluginHost::scan(const std::string& dir) {
   namespace fs = std::filesystem;
@@ -82,14 +83,13 @@ std::optional<Refusal> PluginHost::load(const std::string& path) {
     }
   }
   auto entry = reinterpret_cast<vitals_probe_entry_fn>(dlsym(handle, VITALS_ENTRY_SYMBOL));
-  if (!entry)
-    return refuse("no_entry", "not a vitals plugin: no " VITALS_ENTRY_SYMBOL " symbol");
+  if (!entry) return refuse("no_entry", "not a vitals plugin: no " VITALS_ENTRY_SYMBOL " symbol");
   const vitals_plugin* d = entry(VITALS_ABI_MAJOR);
   if (!d)
     return refuse("refused", "the plugin refused ABI major " + std::to_string(VITALS_ABI_MAJOR));
   if (d->abi_major != VITALS_ABI_MAJOR)
-    return refuse("abi_major", "built for ABI " + std::to_string(d->abi_major) + ".x, agent speaks " +
-                                   std::to_string(VITALS_ABI_MAJOR) + ".x");
+    return refuse("abi_major", "built for ABI " + std::to_string(d->abi_major) +
+                                   ".x, agent speaks " + std::to_string(VITALS_ABI_MAJOR) + ".x");
   if (d->abi_minor > VITALS_ABI_MINOR || d->struct_size > sizeof(vitals_plugin))
     return refuse("abi_newer", "built for ABI " + std::to_string(d->abi_major) + "." +
                                    std::to_string(d->abi_minor) + " (descriptor " +
@@ -101,10 +101,10 @@ std::optional<Refusal> PluginHost::load(const std::string& path) {
   plugin->path = path;
   std::memcpy(&plugin->desc, d, std::min<size_t>(d->struct_size, sizeof(vitals_plugin)));
   const vitals_plugin& p = plugin->desc;
-  for (auto [missing, what] : {std::pair{!p.name || !*p.name, "name"},
-                               std::pair{!p.create, "create"}, std::pair{!p.run, "run"},
-                               std::pair{!p.destroy, "destroy"},
-                               std::pair{p.option_count && !p.options, "options"}}) {
+  for (auto [missing, what] :
+       {std::pair{!p.name || !*p.name, "name"}, std::pair{!p.create, "create"},
+        std::pair{!p.run, "run"}, std::pair{!p.destroy, "destroy"},
+        std::pair{p.option_count && !p.options, "options"}}) {
     if (missing) return refuse("missing_callback", std::string("missing ") + what);
   }
   if (find(p.name))

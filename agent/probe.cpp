@@ -27,8 +27,9 @@ uint64_t to_ns(SteadyTime t) {
 std::shared_ptr<spdlog::logger> probe_logger(const std::string& name) {
   const std::string logger_name = "probe." + name;
   if (auto existing = spdlog::get(logger_name)) return existing;
-  auto log = std::make_shared<spdlog::logger>(logger_name, spdlog::default_logger()->sinks().begin(),
-                                              spdlog::default_logger()->sinks().end());
+  auto log =
+      std::make_shared<spdlog::logger>(logger_name, spdlog::default_logger()->sinks().begin(),
+                                       spdlog::default_logger()->sinks().end());
   log->set_level(spdlog::default_logger()->level());
   spdlog::register_logger(log);
   return log;
@@ -38,10 +39,14 @@ std::shared_ptr<spdlog::logger> probe_logger(const std::string& name) {
 
 const char* to_string(Status s) {
   switch (s) {
-    case Status::Pass: return "pass";
-    case Status::Warn: return "warn";
-    case Status::Fail: return "fail";
-    case Status::Unknown: return "unknown";
+    case Status::Pass:
+      return "pass";
+    case Status::Warn:
+      return "warn";
+    case Status::Fail:
+      return "fail";
+    case Status::Unknown:
+      return "unknown";
   }
   return "unknown";
 }
@@ -99,7 +104,7 @@ RunResult Probe::run_once() {
   if (end > start + config_.timeout) return timeout_result(elapsed);
 
   RunResult r;
-  r.status = raw.status == VITALS_PASS ? Status::Pass
+  r.status = raw.status == VITALS_PASS   ? Status::Pass
              : raw.status == VITALS_WARN ? Status::Warn
                                          : Status::Fail;
   raw.stage[sizeof raw.stage - 1] = '\0';
@@ -120,10 +125,12 @@ RunResult Probe::run_once() {
 }
 
 RunResult Probe::run_guarded(std::shared_ptr<Probe> self) {
-  auto task = std::make_shared<std::packaged_task<RunResult()>>([self] { return self->run_once(); });
+  auto task =
+      std::make_shared<std::packaged_task<RunResult()>>([self] { return self->run_once(); });
   auto future = task->get_future();
   std::thread([task] { (*task)(); }).detach();
-  if (future.wait_for(config_.timeout + Millis(100)) == std::future_status::ready) return future.get();
+  if (future.wait_for(config_.timeout + Millis(100)) == std::future_status::ready)
+    return future.get();
   return timeout_result(std::chrono::duration<double>(config_.timeout).count());
 }
 
@@ -142,7 +149,8 @@ RunResult Probe::timeout_result(double elapsed_s) const {
 void Probe::record(const RunResult& r) {
   std::unique_lock lock(mutex_);
   const Status before = state_.effective;
-  const bool changed = apply_result(state_, r, config_.failure_threshold, config_.success_threshold);
+  const bool changed =
+      apply_result(state_, r, config_.failure_threshold, config_.success_threshold);
   if (changed) state_.since = r.checked_at;
   if (r.status == Status::Pass) {
     state_.ever_passed = true;
@@ -150,7 +158,7 @@ void Probe::record(const RunResult& r) {
   } else if (r.status == Status::Warn) {
     state_.last_success = r.checked_at;
   }
-  (r.status == Status::Pass ? state_.runs_pass
+  (r.status == Status::Pass   ? state_.runs_pass
    : r.status == Status::Warn ? state_.runs_warn
                               : state_.runs_fail)++;
   if (r.timed_out) ++state_.timeouts;

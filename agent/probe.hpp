@@ -40,8 +40,8 @@ struct RunResult {
 };
 
 // Bucket upper bounds (seconds) of vitals_probe_run_duration_seconds.
-inline constexpr std::array<double, 12> kDurationBuckets = {
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5};
+inline constexpr std::array<double, 12> kDurationBuckets = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                                            0.1,   0.25,   0.5,   1,    2.5,   5};
 
 struct ProbeState {
   Status effective = Status::Unknown;  // after thresholds

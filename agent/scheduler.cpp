@@ -23,7 +23,9 @@ Scheduler::Scheduler(Millis start_period, std::function<void()> on_result)
   heartbeat_ = std::chrono::steady_clock::now().time_since_epoch().count();
 }
 
-Scheduler::~Scheduler() { stop(Millis(1000)); }
+Scheduler::~Scheduler() {
+  stop(Millis(1000));
+}
 
 Millis Scheduler::interval_for(const Probe& p) const {
   const bool starting = std::chrono::steady_clock::now() - started_ < start_period_;
@@ -37,8 +39,8 @@ void Scheduler::set_probes(const std::vector<std::shared_ptr<Probe>>& probes) {
     std::lock_guard lock(mutex_);
     std::vector<std::shared_ptr<Slot>> next;
     for (const auto& p : probes) {
-      auto it = std::find_if(slots_.begin(), slots_.end(),
-                             [&](const auto& s) { return s->probe == p; });
+      auto it =
+          std::find_if(slots_.begin(), slots_.end(), [&](const auto& s) { return s->probe == p; });
       if (it != slots_.end()) {
         next.push_back(*it);
         continue;
@@ -90,8 +92,10 @@ void Scheduler::stop(Millis grace) {
   std::lock_guard lock(mutex_);
   for (auto& s : slots_) {
     if (!s->thread.joinable()) continue;
-    if (s->busy) s->thread.detach();  // hung in a plugin: leave it to process exit
-    else s->thread.join();
+    if (s->busy)
+      s->thread.detach();  // hung in a plugin: leave it to process exit
+    else
+      s->thread.join();
   }
 }
 
@@ -129,8 +133,9 @@ void Scheduler::loop() {
         const double elapsed =
             std::chrono::duration<double>(std::chrono::steady_clock::now() - s->started).count();
         s->probe->record(s->probe->timeout_result(elapsed));
-        s->probe->log().warn("run still going after its {} timeout; not started again until it returns",
-                             format_duration(s->probe->config().timeout));
+        s->probe->log().warn(
+            "run still going after its {} timeout; not started again until it returns",
+            format_duration(s->probe->config().timeout));
         on_result_();
       }
       lock.lock();

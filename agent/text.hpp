@@ -40,8 +40,9 @@ inline std::optional<std::string> expand_env(std::string_view in, std::string& e
       body = body.substr(0, dash);
     }
     const bool valid_name =
-        !body.empty() && body.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-                                                "0123456789_") == std::string_view::npos;
+        !body.empty() && body.find_first_not_of(
+                             "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                             "0123456789_") == std::string_view::npos;
     if (!valid_name) {
       error = "invalid variable name '" + std::string(body) + "'";
       return std::nullopt;

@@ -19,7 +19,8 @@ namespace {
 
 const vitals_option kOptions[] = {
     {"command", VITALS_OPT_LIST, nullptr,
-     "Program and arguments, run without a shell, e.g. [/usr/lib/nagios/plugins/check_disk, -w, 10%]",
+     "Program and arguments, run without a shell, e.g. [/usr/lib/nagios/plugins/check_disk, -w, "
+     "10%]",
      1, 0},
 };
 
@@ -41,7 +42,8 @@ class ExecProbe {
   void run(const vitals::Deadline& d, vitals::Result& r) {
     r.stage("exec");
     int out[2], err[2];
-    if (pipe2(out, O_CLOEXEC) != 0) return void(r.fail(std::string("unable to create a pipe: ") + std::strerror(errno)));
+    if (pipe2(out, O_CLOEXEC) != 0)
+      return void(r.fail(std::string("unable to create a pipe: ") + std::strerror(errno)));
     if (pipe2(err, O_CLOEXEC) != 0) {
       close(out[0]);
       close(out[1]);
@@ -61,8 +63,8 @@ class ExecProbe {
     sigfillset(&all);
     posix_spawnattr_setsigmask(&attr, &none);  // the agent blocks SIGTERM; the child must not
     posix_spawnattr_setsigdefault(&attr, &all);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
-                                        POSIX_SPAWN_SETSIGDEF);
+    posix_spawnattr_setflags(
+        &attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
     std::vector<char*> args;
     for (auto& a : argv_) args.push_back(a.data());
     args.push_back(nullptr);
@@ -86,7 +88,8 @@ class ExecProbe {
     if (!finished) {
       kill(-pid, SIGKILL);
       waitpid(pid, nullptr, 0);
-      return void(r.stage("timeout").fail(argv_[0] + " did not finish before the deadline; killed its process group"));
+      return void(r.stage("timeout").fail(
+          argv_[0] + " did not finish before the deadline; killed its process group"));
     }
     int status = 0;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
@@ -96,15 +99,20 @@ class ExecProbe {
     if (message.empty()) message = first_line(stderr_text);
     if (WIFSIGNALED(status)) {
       return void(r.fail("unknown: " + argv_[0] + " was killed by signal " +
-                         std::to_string(WTERMSIG(status)) + (message.empty() ? "" : ": " + message)));
+                         std::to_string(WTERMSIG(status)) +
+                         (message.empty() ? "" : ": " + message)));
     }
     const int code = WEXITSTATUS(status);
     r.number("exit_code", VITALS_UNIT_COUNT, code, "Exit code of the command's last run.");
     if (message.empty()) message = argv_[0] + " exited with " + std::to_string(code);
-    if (code == 0) r.pass(message);
-    else if (code == 1) r.warn(message);
-    else if (code == 2) r.fail(message);
-    else r.fail("unknown: " + message);
+    if (code == 0)
+      r.pass(message);
+    else if (code == 1)
+      r.warn(message);
+    else if (code == 2)
+      r.fail(message);
+    else
+      r.fail("unknown: " + message);
   }
 
  private:

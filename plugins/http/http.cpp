@@ -73,7 +73,9 @@ class HttpProbe {
     r.stage("connect");
     try {
       Poco::Net::HTTPClientSession session(uri_.getHost(), uri_.getPort());
-      auto left = [&] { return Poco::Timespan(d.remaining_at_least(std::chrono::microseconds(1)).count()); };
+      auto left = [&] {
+        return Poco::Timespan(d.remaining_at_least(std::chrono::microseconds(1)).count());
+      };
       session.setTimeout(left(), left(), left());
       Poco::Net::HTTPRequest req(Poco::Net::HTTPRequest::HTTP_GET, uri_.getPathAndQuery(),
                                  Poco::Net::HTTPMessage::HTTP_1_1);
@@ -128,5 +130,4 @@ class HttpProbe {
 
 }  // namespace
 
-VITALS_PROBE(HttpProbe, "http", "1.0.0", "GETs a URL and checks the status code and body",
-             kOptions)
+VITALS_PROBE(HttpProbe, "http", "1.0.0", "GETs a URL and checks the status code and body", kOptions)

@@ -29,7 +29,8 @@ class TcpProbe {
     try {
       Poco::Net::SocketAddress addr(host_, static_cast<Poco::UInt16>(port_));
       Poco::Net::StreamSocket socket;
-      socket.connect(addr, Poco::Timespan(d.remaining_at_least(std::chrono::microseconds(1)).count()));
+      socket.connect(addr,
+                     Poco::Timespan(d.remaining_at_least(std::chrono::microseconds(1)).count()));
       const double secs =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       r.number("connect", VITALS_UNIT_SECONDS, secs, "Time to establish the TCP connection.");

@@ -50,9 +50,12 @@ class FakeProbe {
     r.stage("fake");
     r.number("runs", VITALS_UNIT_COUNT, static_cast<double>(++runs_), "Runs so far.");
     const std::string message = want + (token_.empty() ? "" : " token=" + token_);
-    if (want == "pass") r.pass(message);
-    else if (want == "warn") r.warn(message);
-    else r.fail(message);
+    if (want == "pass")
+      r.pass(message);
+    else if (want == "warn")
+      r.warn(message);
+    else
+      r.fail(message);
   }
 
  private:
@@ -77,8 +80,8 @@ extern "C" VITALS_EXPORT const vitals_plugin* vitals_probe_entry(uint32_t host_m
   return nullptr;
 #else
   static vitals_plugin desc = [] {
-    vitals_plugin d = vitals::describe<FakeProbe>(FAKE_NAME, "0.0.1", "Fake probe for tests",
-                                                  kOptions);
+    vitals_plugin d =
+        vitals::describe<FakeProbe>(FAKE_NAME, "0.0.1", "Fake probe for tests", kOptions);
     d.abi_major = FAKE_ABI_MAJOR;
     d.abi_minor = FAKE_ABI_MINOR;
 #ifdef FAKE_MISSING_RUN
@@ -94,5 +97,7 @@ extern "C" VITALS_EXPORT const vitals_plugin* vitals_probe_entry(uint32_t host_m
 #endif
 }
 #else
-extern "C" VITALS_EXPORT int not_a_probe(void) { return 0; }
+extern "C" VITALS_EXPORT int not_a_probe(void) {
+  return 0;
+}
 #endif

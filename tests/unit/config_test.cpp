@@ -9,7 +9,8 @@
 using namespace vitals;
 
 namespace {
-// Error messages name files as given; run from the data folder so they read "invalid-x.yaml:3: ...".
+// Error messages name files as given; run from the data folder so they read "invalid-x.yaml:3:
+// ...".
 struct InDataDir {
   InDataDir() { REQUIRE(chdir(VITALS_TEST_DATA) == 0); }
 };
@@ -18,34 +19,73 @@ struct InDataDir {
 TEST_CASE("each invalid config is rejected with one line naming file, line and key", "[config]") {
   InDataDir here;
   auto [file, want] = GENERATE(table<std::string, std::string>({
-      {"invalid-yaml-syntax.yaml", "invalid-yaml-syntax.yaml:3: invalid YAML: end of sequence flow not found"},
+      {"invalid-yaml-syntax.yaml",
+       "invalid-yaml-syntax.yaml:3: invalid YAML: end of sequence flow not found"},
       {"invalid-empty.yaml", "invalid-empty.yaml: is empty; expected a map with at least 'probes'"},
-      {"invalid-top-level-list.yaml", "invalid-top-level-list.yaml:1: expected a map at the top level"},
-      {"invalid-unknown-top-key.yaml", "invalid-unknown-top-key.yaml:2: unknown key 'listen_addr'; valid keys: expose_details, listen, log_level, plugin_dir, probes, readiness, start_period"},
-      {"invalid-unknown-probe-key.yaml", "invalid-unknown-probe-key.yaml:4: probes.db: unknown key 'intervall'; valid keys: failure_threshold, gates_readiness, interval, options, plugin, start_interval, success_threshold, tier, timeout"},
-      {"invalid-duplicate-key.yaml", "invalid-duplicate-key.yaml:5: probes.db.interval: duplicate key (first at line 4)"},
-      {"invalid-duplicate-probe.yaml", "invalid-duplicate-probe.yaml:4: probes.db: duplicate key (first at line 2)"},
-      {"invalid-timeout-ge-interval.yaml", "invalid-timeout-ge-interval.yaml:5: probes.db.timeout (20s) must be less than interval (15s)"},
-      {"invalid-bad-duration.yaml", "invalid-bad-duration.yaml:4: probes.db.interval: invalid duration '10'; use e.g. 250ms, 2s, 1m"},
-      {"invalid-bad-duration-unit.yaml", "invalid-bad-duration-unit.yaml:1: start_period: invalid duration '5 minutes'; use e.g. 250ms, 2s, 1m"},
-      {"invalid-missing-plugin.yaml", "invalid-missing-plugin.yaml:2: probes.db: missing required key 'plugin'"},
-      {"invalid-bad-tier.yaml", "invalid-bad-tier.yaml:4: probes.db.tier: expected critical or optional, got 'important'"},
-      {"invalid-bad-bool.yaml", "invalid-bad-bool.yaml:4: probes.db.gates_readiness: expected true or false, got 'maybe'"},
-      {"invalid-threshold-zero.yaml", "invalid-threshold-zero.yaml:4: probes.db.failure_threshold: must be between 1 and 1000, got 0"},
-      {"invalid-threshold-type.yaml", "invalid-threshold-type.yaml:4: probes.db.success_threshold: expected an integer, got 'many'"},
-      {"invalid-listen.yaml", "invalid-listen.yaml:1: listen: expected HOST:PORT (port 1-65535), got 'localhost'"},
-      {"invalid-listen-port.yaml", "invalid-listen-port.yaml:1: listen: expected HOST:PORT (port 1-65535), got '127.0.0.1:70000'"},
-      {"invalid-log-level.yaml", "invalid-log-level.yaml:1: log_level: expected trace, debug, info, warn or error, got 'loud'"},
-      {"invalid-unset-variable.yaml", "invalid-unset-variable.yaml:1: listen: environment variable VITALS_TEST_SURELY_UNSET is not set"},
-      {"invalid-unterminated-variable.yaml", "invalid-unterminated-variable.yaml:1: listen: unterminated ${ in '${VITALS_TEST'"},
-      {"invalid-notify-fd.yaml", "invalid-notify-fd.yaml:2: readiness.notify_fd: must be between 3 and 1048576, got 1"},
-      {"invalid-probes-list.yaml", "invalid-probes-list.yaml:2: probes: expected a map of probe name to probe"},
-      {"invalid-probe-scalar.yaml", "invalid-probe-scalar.yaml:2: probes.db: expected a map with at least 'plugin'"},
-      {"invalid-options-list.yaml", "invalid-options-list.yaml:4: probes.db.options: expected a map of plugin options"},
-      {"invalid-zero-interval.yaml", "invalid-zero-interval.yaml:4: probes.db.interval: must be greater than 0"},
-      {"invalid-probe-name-slash.yaml", "invalid-probe-name-slash.yaml:2: probes.a/b: probe names must be non-empty and must not contain '/'"},
-      {"invalid-readiness-key.yaml", "invalid-readiness-key.yaml:2: readiness: unknown key 'notify'; valid keys: notify_fd"},
-      {"invalid-deep-nesting.yaml", "invalid-deep-nesting.yaml:1: invalid YAML: nested too deeply (more than 500 levels)"},
+      {"invalid-top-level-list.yaml",
+       "invalid-top-level-list.yaml:1: expected a map at the top level"},
+      {"invalid-unknown-top-key.yaml",
+       "invalid-unknown-top-key.yaml:2: unknown key 'listen_addr'; valid keys: expose_details, "
+       "listen, log_level, plugin_dir, probes, readiness, start_period"},
+      {"invalid-unknown-probe-key.yaml",
+       "invalid-unknown-probe-key.yaml:4: probes.db: unknown key 'intervall'; valid keys: "
+       "failure_threshold, gates_readiness, interval, options, plugin, start_interval, "
+       "success_threshold, tier, timeout"},
+      {"invalid-duplicate-key.yaml",
+       "invalid-duplicate-key.yaml:5: probes.db.interval: duplicate key (first at line 4)"},
+      {"invalid-duplicate-probe.yaml",
+       "invalid-duplicate-probe.yaml:4: probes.db: duplicate key (first at line 2)"},
+      {"invalid-timeout-ge-interval.yaml",
+       "invalid-timeout-ge-interval.yaml:5: probes.db.timeout (20s) must be less than interval "
+       "(15s)"},
+      {"invalid-bad-duration.yaml",
+       "invalid-bad-duration.yaml:4: probes.db.interval: invalid duration '10'; use e.g. 250ms, "
+       "2s, 1m"},
+      {"invalid-bad-duration-unit.yaml",
+       "invalid-bad-duration-unit.yaml:1: start_period: invalid duration '5 minutes'; use e.g. "
+       "250ms, 2s, 1m"},
+      {"invalid-missing-plugin.yaml",
+       "invalid-missing-plugin.yaml:2: probes.db: missing required key 'plugin'"},
+      {"invalid-bad-tier.yaml",
+       "invalid-bad-tier.yaml:4: probes.db.tier: expected critical or optional, got 'important'"},
+      {"invalid-bad-bool.yaml",
+       "invalid-bad-bool.yaml:4: probes.db.gates_readiness: expected true or false, got 'maybe'"},
+      {"invalid-threshold-zero.yaml",
+       "invalid-threshold-zero.yaml:4: probes.db.failure_threshold: must be between 1 and 1000, "
+       "got 0"},
+      {"invalid-threshold-type.yaml",
+       "invalid-threshold-type.yaml:4: probes.db.success_threshold: expected an integer, got "
+       "'many'"},
+      {"invalid-listen.yaml",
+       "invalid-listen.yaml:1: listen: expected HOST:PORT (port 1-65535), got 'localhost'"},
+      {"invalid-listen-port.yaml",
+       "invalid-listen-port.yaml:1: listen: expected HOST:PORT (port 1-65535), got "
+       "'127.0.0.1:70000'"},
+      {"invalid-log-level.yaml",
+       "invalid-log-level.yaml:1: log_level: expected trace, debug, info, warn or error, got "
+       "'loud'"},
+      {"invalid-unset-variable.yaml",
+       "invalid-unset-variable.yaml:1: listen: environment variable VITALS_TEST_SURELY_UNSET is "
+       "not set"},
+      {"invalid-unterminated-variable.yaml",
+       "invalid-unterminated-variable.yaml:1: listen: unterminated ${ in '${VITALS_TEST'"},
+      {"invalid-notify-fd.yaml",
+       "invalid-notify-fd.yaml:2: readiness.notify_fd: must be between 3 and 1048576, got 1"},
+      {"invalid-probes-list.yaml",
+       "invalid-probes-list.yaml:2: probes: expected a map of probe name to probe"},
+      {"invalid-probe-scalar.yaml",
+       "invalid-probe-scalar.yaml:2: probes.db: expected a map with at least 'plugin'"},
+      {"invalid-options-list.yaml",
+       "invalid-options-list.yaml:4: probes.db.options: expected a map of plugin options"},
+      {"invalid-zero-interval.yaml",
+       "invalid-zero-interval.yaml:4: probes.db.interval: must be greater than 0"},
+      {"invalid-probe-name-slash.yaml",
+       "invalid-probe-name-slash.yaml:2: probes.a/b: probe names must be non-empty and must not "
+       "contain '/'"},
+      {"invalid-readiness-key.yaml",
+       "invalid-readiness-key.yaml:2: readiness: unknown key 'notify'; valid keys: notify_fd"},
+      {"invalid-deep-nesting.yaml",
+       "invalid-deep-nesting.yaml:1: invalid YAML: nested too deeply (more than 500 levels)"},
       {"invalid-huge.yaml", "invalid-huge.yaml: is larger than 1 MiB"},
       {"no-such-file.yaml", "no-such-file.yaml: unable to read: No such file or directory"},
   }));
@@ -82,7 +122,7 @@ TEST_CASE("a full config parses with every key typed", "[config]") {
   CHECK(db.options.at("headers").map.front().first == "Authorization");
   const ProbeConfig& cache = c.probes[1];
   CHECK(cache.tier == Tier::Optional);
-  CHECK_FALSE(cache.gates_readiness);  // optional probes do not gate readiness by default
+  CHECK_FALSE(cache.gates_readiness);   // optional probes do not gate readiness by default
   CHECK(cache.timeout == Millis(500));  // default: min(2s, interval / 2)
   CHECK(cache.start_interval == Millis(250));
 }
@@ -97,7 +137,8 @@ TEST_CASE("defaults: loopback listener shows details, others hide them", "[confi
 TEST_CASE("every error in a file is reported, not only the first", "[config]") {
   ConfigResult r = parse_config("log_level: loud\nprobes:\n  a:\n    tier: x\n", "t.yaml");
   REQUIRE(r.errors.size() == 3);
-  CHECK(r.errors[0] == "t.yaml:1: log_level: expected trace, debug, info, warn or error, got 'loud'");
+  CHECK(r.errors[0] ==
+        "t.yaml:1: log_level: expected trace, debug, info, warn or error, got 'loud'");
   CHECK(r.errors[1] == "t.yaml:3: probes.a: missing required key 'plugin'");
   CHECK(r.errors[2] == "t.yaml:4: probes.a.tier: expected critical or optional, got 'x'");
 }
@@ -140,7 +181,8 @@ TEST_CASE("environment expansion", "[config]") {
 }
 
 TEST_CASE("a relative plugin_dir is resolved against the config file's folder", "[config]") {
-  CHECK(parse_config("plugin_dir: ./p\n", "/etc/vitals/v.yaml").config->plugin_dir == "/etc/vitals/p");
+  CHECK(parse_config("plugin_dir: ./p\n", "/etc/vitals/v.yaml").config->plugin_dir ==
+        "/etc/vitals/p");
   CHECK(parse_config("plugin_dir: /opt/p\n", "/etc/vitals/v.yaml").config->plugin_dir == "/opt/p");
 }
 
@@ -148,6 +190,8 @@ TEST_CASE("same_definition decides which probes keep their history on reload", "
   auto probes = [](const std::string& yaml) { return parse_config(yaml, "t.yaml").config->probes; };
   const auto a = probes("probes:\n  db: {plugin: tcp, options: {port: 1}}\n");
   CHECK(a[0].same_definition(probes("probes:\n  db: {plugin: tcp, options: {port: 1}}\n")[0]));
-  CHECK_FALSE(a[0].same_definition(probes("probes:\n  db: {plugin: tcp, options: {port: 2}}\n")[0]));
-  CHECK_FALSE(a[0].same_definition(probes("probes:\n  db: {plugin: tcp, interval: 5s, options: {port: 1}}\n")[0]));
+  CHECK_FALSE(
+      a[0].same_definition(probes("probes:\n  db: {plugin: tcp, options: {port: 2}}\n")[0]));
+  CHECK_FALSE(a[0].same_definition(
+      probes("probes:\n  db: {plugin: tcp, interval: 5s, options: {port: 1}}\n")[0]));
 }

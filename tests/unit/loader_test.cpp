@@ -83,7 +83,8 @@ TEST_CASE("a configured probe whose plugin is refused or missing is a config err
   std::vector<std::string> errors;
   CHECK_FALSE(prepare(s.config("  a:\n    plugin: fake-major2\n"), {}, errors));
   REQUIRE(errors.size() == 1);
-  CHECK_THAT(errors[0], Catch::Contains("vitals.yaml:3: probes.a.plugin: plugin 'fake-major2' was refused (abi_major): built for ABI 2.x"));
+  CHECK_THAT(errors[0], Catch::Contains("vitals.yaml:3: probes.a.plugin: plugin 'fake-major2' was "
+                                        "refused (abi_major): built for ABI 2.x"));
   errors.clear();
   CHECK_FALSE(prepare(s.config("  a:\n    plugin: nope\n"), {}, errors));
   REQUIRE(errors.size() == 1);
@@ -94,16 +95,23 @@ TEST_CASE("a configured probe whose plugin is refused or missing is a config err
 TEST_CASE("options are checked against the plugin's table", "[loader]") {
   Scratch s;
   std::vector<std::string> errors;
-  CHECK_FALSE(prepare(s.config("  a:\n    plugin: fake-ok\n    options: {reslt: pass, sleep: 5}\n"), {}, errors));
+  CHECK_FALSE(prepare(s.config("  a:\n    plugin: fake-ok\n    options: {reslt: pass, sleep: 5}\n"),
+                      {}, errors));
   REQUIRE(errors.size() == 2);
-  CHECK_THAT(errors[0], Catch::EndsWith("vitals.yaml:5: probes.a.options: unknown option 'reslt' for plugin fake-ok; valid options: result, sleep, token"));
-  CHECK_THAT(errors[1], Catch::EndsWith("vitals.yaml:5: probes.a.options.sleep: invalid duration '5'; use e.g. 250ms, 2s, 1m"));
+  CHECK_THAT(errors[0], Catch::EndsWith("vitals.yaml:5: probes.a.options: unknown option 'reslt' "
+                                        "for plugin fake-ok; valid options: result, sleep, token"));
+  CHECK_THAT(
+      errors[1],
+      Catch::EndsWith(
+          "vitals.yaml:5: probes.a.options.sleep: invalid duration '5'; use e.g. 250ms, 2s, 1m"));
 }
 
 TEST_CASE("a probe runs through the ABI; secrets never come back out", "[loader]") {
   Scratch s;
   std::vector<std::string> errors;
-  auto p = prepare(s.config("  a:\n    plugin: fake-ok\n    options: {result: warn, token: hunter2secret}\n"), {}, errors);
+  auto p = prepare(
+      s.config("  a:\n    plugin: fake-ok\n    options: {result: warn, token: hunter2secret}\n"),
+      {}, errors);
   REQUIRE(p);
   RunResult r = p->probes[0]->run_once();
   CHECK(r.status == Status::Warn);
@@ -127,7 +135,8 @@ TEST_CASE("a throwing plugin fails the run instead of crashing the host", "[load
 TEST_CASE("a hanging plugin is reported as a timeout by the guarded run", "[loader]") {
   Scratch s;
   std::vector<std::string> errors;
-  auto p = prepare(s.config("  a:\n    plugin: fake-hangs\n    interval: 1s\n    timeout: 50ms\n"), {}, errors);
+  auto p = prepare(s.config("  a:\n    plugin: fake-hangs\n    interval: 1s\n    timeout: 50ms\n"),
+                   {}, errors);
   REQUIRE(p);
   RunResult r = p->probes[0]->run_guarded(p->probes[0]);
   CHECK(r.status == Status::Fail);
@@ -138,10 +147,12 @@ TEST_CASE("a hanging plugin is reported as a timeout by the guarded run", "[load
 TEST_CASE("unchanged probes are reused on reload, changed ones are new", "[loader]") {
   Scratch s;
   std::vector<std::string> errors;
-  auto first = prepare(s.config("  a:\n    plugin: fake-ok\n  b:\n    plugin: fake-ok\n"), {}, errors);
+  auto first =
+      prepare(s.config("  a:\n    plugin: fake-ok\n  b:\n    plugin: fake-ok\n"), {}, errors);
   REQUIRE(first);
-  auto second = prepare(s.config("  a:\n    plugin: fake-ok\n  b:\n    plugin: fake-ok\n    interval: 5s\n"),
-                        first->probes, errors);
+  auto second =
+      prepare(s.config("  a:\n    plugin: fake-ok\n  b:\n    plugin: fake-ok\n    interval: 5s\n"),
+              first->probes, errors);
   REQUIRE(second);
   CHECK(second->probes[0] == first->probes[0]);
   CHECK(second->probes[1] != first->probes[1]);
@@ -150,7 +161,9 @@ TEST_CASE("unchanged probes are reused on reload, changed ones are new", "[loade
 TEST_CASE("HTTP routing answers from the snapshot", "[http]") {
   Scratch s;
   std::vector<std::string> errors;
-  auto p = prepare(s.config("  db:\n    plugin: fake-ok\n    options: {result: fail}\n  cache:\n    plugin: fake-ok\n    tier: optional\n"), {}, errors);
+  auto p = prepare(s.config("  db:\n    plugin: fake-ok\n    options: {result: fail}\n  cache:\n   "
+                            " plugin: fake-ok\n    tier: optional\n"),
+                   {}, errors);
   REQUIRE(p);
   for (auto& probe : p->probes) probe->record(probe->run_once());
   Health health("9.9.9");
@@ -162,13 +175,16 @@ TEST_CASE("HTTP routing answers from the snapshot", "[http]") {
   CHECK(r.status == 503);
   CHECK(r.content_type == "application/json");
   CHECK_THAT(r.body, Catch::StartsWith("{\"status\":\"unhealthy\",\"ready\":false,"));
-  CHECK_THAT(r.body, Catch::Contains("\"db\":{\"status\":\"fail\",\"plugin\":\"fake-ok\",\"tier\":\"critical\""));
+  CHECK_THAT(
+      r.body,
+      Catch::Contains("\"db\":{\"status\":\"fail\",\"plugin\":\"fake-ok\",\"tier\":\"critical\""));
   CHECK(route("GET", "/health/cache", false, b).status == 200);
   CHECK(route("GET", "/health/db", false, b).status == 503);
   CHECK(route("GET", "/health/nope", false, b).status == 404);
   CHECK(route("GET", "/health?format=line", false, b).body ==
         "unhealthy ready=false 1/2 db:fake: fail\n");
-  CHECK(route("GET", "/readyz", false, b).body == "[-]db failed: fake: fail\nreadyz check failed\n");
+  CHECK(route("GET", "/readyz", false, b).body ==
+        "[-]db failed: fake: fail\nreadyz check failed\n");
   CHECK(route("GET", "/readyz?exclude=db", false, b).status == 200);
   CHECK(route("GET", "/readyz?exclude=db&verbose", false, b).body ==
         "[+]db excluded: ok\nreadyz check passed\n");
@@ -181,12 +197,18 @@ TEST_CASE("HTTP routing answers from the snapshot", "[http]") {
   CHECK(route("GET", "/health/%zz", false, b).status == 400);
   Reply m = route("GET", "/metrics", false, b);
   CHECK(m.content_type == "text/plain; version=0.0.4; charset=utf-8");
-  CHECK_THAT(m.body, Catch::Contains("vitals_probe_success{probe=\"db\",plugin=\"fake-ok\",tier=\"critical\"} 0\n"));
-  CHECK_THAT(m.body, Catch::Contains("vitals_probe_fake_ok_runs{probe=\"cache\",plugin=\"fake-ok\",tier=\"optional\"} 1\n"));
+  CHECK_THAT(m.body,
+             Catch::Contains(
+                 "vitals_probe_success{probe=\"db\",plugin=\"fake-ok\",tier=\"critical\"} 0\n"));
+  CHECK_THAT(
+      m.body,
+      Catch::Contains(
+          "vitals_probe_fake_ok_runs{probe=\"cache\",plugin=\"fake-ok\",tier=\"optional\"} 1\n"));
 }
 
 TEST_CASE("metric text escaping", "[metrics]") {
   CHECK(escape_label("a\"b\\c\nd") == "a\\\"b\\\\c\\nd");
-  CHECK(sanitize_metric_name("vitals_probe_mcp-http_handshake") == "vitals_probe_mcp_http_handshake");
+  CHECK(sanitize_metric_name("vitals_probe_mcp-http_handshake") ==
+        "vitals_probe_mcp_http_handshake");
   CHECK(sanitize_metric_name("9lives") == "_9lives");
 }

@@ -209,9 +209,9 @@ vitals_plugin describe(const char* name, const char* version, const char* descri
 
 }  // namespace vitals
 
-#define VITALS_PROBE(Class, name, version, description, options)                           \
-  extern "C" VITALS_EXPORT const vitals_plugin* vitals_probe_entry(uint32_t host_major) {  \
-    static const vitals_plugin desc = vitals::describe<Class>(name, version, description, \
-                                                              options);                    \
-    return host_major == VITALS_ABI_MAJOR ? &desc : nullptr;                               \
+#define VITALS_PROBE(Class, name, version, description, options)                          \
+  extern "C" VITALS_EXPORT const vitals_plugin* vitals_probe_entry(uint32_t host_major) { \
+    static const vitals_plugin desc =                                                     \
+        vitals::describe<Class>(name, version, description, options);                     \
+    return host_major == VITALS_ABI_MAJOR ? &desc : nullptr;                              \
   }
