@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -120,6 +121,13 @@ bool wait_fd(int fd, short events, long deadline) {
 }
 
 // One HTTP/1.0 GET within the deadline. Returns the status code, or -1 with `error` set.
+// strerror() in the lower case of the rest of the message: "connection refused".
+std::string reason(int err) {
+  std::string r = std::strerror(err);
+  if (!r.empty()) r[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(r[0])));
+  return r;
+}
+
 int http_get(const std::string& host, int port, const std::string& target, std::string& body,
              std::string& error) {
   const long deadline = now_ms() + kDeadlineMs;
@@ -150,7 +158,7 @@ int http_get(const std::string& host, int port, const std::string& target, std::
     ~Closer() { close(fd); }
   } closer{fd};
   if (connect(fd, reinterpret_cast<sockaddr*>(&addr), len) != 0 && errno != EINPROGRESS) {
-    error = "unable to connect to " + where + ": " + std::strerror(errno);
+    error = "unable to connect to " + where + ": " + reason(errno);
     return -1;
   }
   if (!wait_fd(fd, POLLOUT, deadline)) {
@@ -161,7 +169,7 @@ int http_get(const std::string& host, int port, const std::string& target, std::
   socklen_t soerr_len = sizeof soerr;
   getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &soerr_len);
   if (soerr) {
-    error = "unable to connect to " + where + ": " + std::strerror(soerr);
+    error = "unable to connect to " + where + ": " + reason(soerr);
     return -1;
   }
   const std::string req = "GET " + target + " HTTP/1.0\r\nHost: " + where +

@@ -25,8 +25,12 @@ class BoundOptions {
   std::vector<vitals_option_value> c_values() const;
   // Values of options the plugin flagged secret (to scrub from anything shown).
   const std::vector<std::string>& secrets() const { return secrets_; }
+  // Registers a secret value; for "Scheme credential" values (Authorization headers) the
+  // credential alone too.
   void add_secret(const std::string& v) {
     if (v.size() >= 3) secrets_.push_back(v);
+    if (auto space = v.rfind(' '); space != std::string::npos && v.size() - space > 4)
+      secrets_.push_back(v.substr(space + 1));
   }
 
  private:

@@ -4,14 +4,18 @@
 
 namespace vitals {
 
-std::string pkglib_dir() {
+namespace {
+
+std::string beside_exe(const char* relative) {
   std::error_code ec;
   const auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
-  return (exe.parent_path() / VITALS_BIN_TO_PKGLIB).lexically_normal().string();
+  return (exe.parent_path() / relative).lexically_normal().string();
 }
 
-std::string default_config_path() {
-  return VITALS_SYSCONFDIR "/vitals/vitals.yaml";
-}
+}  // namespace
+
+std::string pkglib_dir() { return beside_exe(VITALS_BIN_TO_PKGLIB); }
+
+std::string default_config_path() { return beside_exe(VITALS_BIN_TO_SYSCONF "/vitals.yaml"); }
 
 }  // namespace vitals

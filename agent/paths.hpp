@@ -7,7 +7,7 @@ namespace vitals {
 
 // <dir of /proc/self/exe>/<relative path from bindir to <libdir>/vitals>
 std::string pkglib_dir();
-// The installed default config: <sysconfdir>/vitals/vitals.yaml
+// The installed default config: <sysconfdir>/vitals/vitals.yaml, found relative to the binary
 std::string default_config_path();
 
 }  // namespace vitals

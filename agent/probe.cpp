@@ -10,13 +10,9 @@ namespace vitals {
 
 namespace {
 
+// Plugins log through the host, which names the logger and scrubs the probe's secrets.
 void host_log(void* ctx, int level, const char* message) {
-  auto* log = static_cast<spdlog::logger*>(ctx);
-  const auto lvl = level >= VITALS_LOG_ERROR  ? spdlog::level::err
-                   : level == VITALS_LOG_WARN ? spdlog::level::warn
-                   : level == VITALS_LOG_INFO ? spdlog::level::info
-                                              : spdlog::level::debug;
-  log->log(lvl, "{}", message ? message : "");
+  static_cast<Probe*>(ctx)->plugin_log(level, message ? message : "");
 }
 
 uint64_t to_ns(SteadyTime t) {
@@ -73,13 +69,21 @@ Probe::Probe(ProbeConfig config, std::shared_ptr<const Plugin> plugin, BoundOpti
       options_(std::move(options)),
       log_(probe_logger(config_.name)) {
   host_.struct_size = sizeof host_;
-  host_.host_ctx = log_.get();
+  host_.host_ctx = this;
   host_.log = &host_log;
   state_.since = std::chrono::system_clock::now();
 }
 
 Probe::~Probe() {
   if (instance_) plugin_->desc.destroy(instance_);
+}
+
+void Probe::plugin_log(int level, const std::string& message) {
+  const auto lvl = level >= VITALS_LOG_ERROR  ? spdlog::level::err
+                   : level == VITALS_LOG_WARN ? spdlog::level::warn
+                   : level == VITALS_LOG_INFO ? spdlog::level::info
+                                              : spdlog::level::debug;
+  log_->log(lvl, "{}", scrub(message, options_.secrets()));
 }
 
 bool Probe::create(std::string& error) {
@@ -161,7 +165,7 @@ void Probe::record(const RunResult& r) {
   (r.status == Status::Pass   ? state_.runs_pass
    : r.status == Status::Warn ? state_.runs_warn
                               : state_.runs_fail)++;
-  if (r.timed_out) ++state_.timeouts;
+  if (r.timed_out || r.stage == "timeout") ++state_.timeouts;  // host- or plugin-detected
   for (size_t i = 0; i < kDurationBuckets.size(); ++i)
     if (r.duration_s <= kDurationBuckets[i]) ++state_.buckets[i];
   state_.duration_sum += r.duration_s;

@@ -80,6 +80,9 @@ class Probe {
   // Applies thresholds, counts, logs state changes.
   void record(const RunResult& result);
 
+  // A log line from the plugin (vitals_host.log), secrets scrubbed.
+  void plugin_log(int level, const std::string& message);
+
   ProbeState state() const;
   // The status /health shows: unknown if the last result is older than 2*interval+timeout.
   Status effective_now(const ProbeState& s, SteadyTime now) const;
