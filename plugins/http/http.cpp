@@ -1,25 +1,37 @@
 // http: does a GET on `url` answer with the expected status (and body text) within the deadline?
+#include <Poco/Net/AcceptCertificateHandler.h>
+#include <Poco/Net/Context.h>
 #include <Poco/Net/HTTPClientSession.h>
 #include <Poco/Net/HTTPRequest.h>
 #include <Poco/Net/HTTPResponse.h>
+#include <Poco/Net/HTTPSClientSession.h>
 #include <Poco/Net/NetException.h>
+#include <Poco/Net/RejectCertificateHandler.h>
+#include <Poco/Net/SSLException.h>
+#include <Poco/Net/SSLManager.h>
 #include <Poco/StreamCopier.h>
 #include <Poco/URI.h>
 #include <vitals/probe.hpp>
 
 #include <chrono>
+#include <memory>
+#include <mutex>
 #include <sstream>
 #include <stdexcept>
 
 namespace {
 
 const vitals_option kOptions[] = {
-    {"url", VITALS_OPT_STRING, nullptr, "http:// URL to GET", 1, 0},
+    {"url", VITALS_OPT_STRING, nullptr, "http:// or https:// URL to GET", 1, 0},
     {"expect_status", VITALS_OPT_STRING, "2xx",
      "Accepted status codes: 200, 2xx, 200-299 or a comma-separated list of those", 0, 0},
     {"body_contains", VITALS_OPT_STRING, "", "Text the response body must contain (empty: any)", 0,
      0},
     {"headers", VITALS_OPT_MAP, nullptr, "Extra request headers, e.g. Authorization", 0, 1},
+    {"tls_verify", VITALS_OPT_BOOL, "true",
+     "https: verify the server's certificate chain and host name", 0, 0},
+    {"ca_file", VITALS_OPT_STRING, "",
+     "https: PEM file of trusted CAs (empty: the system's trust store)", 0, 0},
 };
 
 constexpr size_t kMaxBody = 1 << 20;
@@ -53,6 +65,27 @@ std::vector<Range> parse_expect(const std::string& spec) {
   return out;
 }
 
+// OpenSSL is initialised once per process; certificate failures are always errors (never a
+// prompt), and each probe brings its own Context with its own trust settings.
+void init_tls() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    Poco::Net::initializeSSL();
+    Poco::Net::SSLManager::instance().initializeClient(
+        nullptr, new Poco::Net::RejectCertificateHandler(false), nullptr);
+  });
+}
+
+Poco::Net::Context::Ptr tls_context(bool verify, const std::string& ca_file) {
+  init_tls();
+  Poco::Net::Context::Params params;
+  params.verificationMode =
+      verify ? Poco::Net::Context::VERIFY_RELAXED : Poco::Net::Context::VERIFY_NONE;
+  params.caLocation = ca_file;
+  params.loadDefaultCAs = ca_file.empty();
+  return new Poco::Net::Context(Poco::Net::Context::TLS_CLIENT_USE, params);
+}
+
 class HttpProbe {
  public:
   HttpProbe(const vitals::Options& o, const vitals::Host&)
@@ -61,9 +94,11 @@ class HttpProbe {
         expect_text_(o.str("expect_status")),
         body_contains_(o.str("body_contains")),
         headers_(o.map("headers")) {
-    if (uri_.getScheme() != "http")
-      throw std::runtime_error("url must start with http:// (https is not supported), got '" +
-                               uri_.getScheme() + "'");
+    if (uri_.getScheme() == "https")
+      tls_ = tls_context(o.boolean("tls_verify"), o.str("ca_file"));
+    else if (uri_.getScheme() != "http")
+      throw std::runtime_error("url must start with http:// or https://, got '" + uri_.getScheme() +
+                               "'");
     if (uri_.getHost().empty()) throw std::runtime_error("url has no host");
   }
 
@@ -72,7 +107,11 @@ class HttpProbe {
     const auto start = std::chrono::steady_clock::now();
     r.stage("connect");
     try {
-      Poco::Net::HTTPClientSession session(uri_.getHost(), uri_.getPort());
+      std::unique_ptr<Poco::Net::HTTPClientSession> owned =
+          tls_ ? std::make_unique<Poco::Net::HTTPSClientSession>(uri_.getHost(), uri_.getPort(),
+                                                                 tls_)
+               : std::make_unique<Poco::Net::HTTPClientSession>(uri_.getHost(), uri_.getPort());
+      Poco::Net::HTTPClientSession& session = *owned;
       auto left = [&] {
         return Poco::Timespan(d.remaining_at_least(std::chrono::microseconds(1)).count());
       };
@@ -115,6 +154,8 @@ class HttpProbe {
       r.fail("no answer from " + where + " before the deadline");
     } catch (const Poco::Net::ConnectionRefusedException&) {
       r.fail("unable to connect to " + where + ": connection refused");
+    } catch (const Poco::Net::SSLException& e) {
+      r.stage("tls").fail("unable to establish TLS with " + where + ": " + e.message());
     } catch (const Poco::Exception& e) {
       r.fail("unable to GET " + uri_.toString() + ": " + e.displayText());
     }
@@ -126,6 +167,7 @@ class HttpProbe {
   std::string expect_text_;
   std::string body_contains_;
   std::vector<std::pair<std::string, std::string>> headers_;
+  Poco::Net::Context::Ptr tls_;  // set for https
 };
 
 }  // namespace
