@@ -65,35 +65,6 @@ class Exposition {
   std::map<std::string, Family> families_;
 };
 
-// Length of the valid UTF-8 sequence at v[i], or 0 if it is not one (overlong forms, surrogates
-// and code points above U+10FFFF are invalid too). Prometheus refuses a whole scrape over one
-// invalid label value.
-size_t utf8_sequence(std::string_view v, size_t i) {
-  const auto b = [&](size_t k) { return static_cast<unsigned char>(v[k]); };
-  const unsigned char c = b(i);
-  if (c < 0x80) return 1;
-  size_t n = 0;
-  unsigned char lo = 0x80, hi = 0xBF;
-  if (c >= 0xC2 && c <= 0xDF)
-    n = 2;
-  else if (c >= 0xE0 && c <= 0xEF) {
-    n = 3;
-    if (c == 0xE0) lo = 0xA0;
-    if (c == 0xED) hi = 0x9F;
-  } else if (c >= 0xF0 && c <= 0xF4) {
-    n = 4;
-    if (c == 0xF0) lo = 0x90;
-    if (c == 0xF4) hi = 0x8F;
-  } else {
-    return 0;
-  }
-  if (i + n > v.size()) return 0;
-  if (b(i + 1) < lo || b(i + 1) > hi) return 0;
-  for (size_t k = 2; k < n; ++k)
-    if (b(i + k) < 0x80 || b(i + k) > 0xBF) return 0;
-  return n;
-}
-
 // Appends text, escaping backslash and newline (and double quote when quote is set) and
 // replacing each byte that is not valid UTF-8 with U+FFFD.
 void append_escaped(std::string& out, std::string_view v, bool quote) {

@@ -195,3 +195,9 @@ TEST_CASE("same_definition decides which probes keep their history on reload", "
   CHECK_FALSE(a[0].same_definition(
       probes("probes:\n  db: {plugin: tcp, interval: 5s, options: {port: 1}}\n")[0]));
 }
+
+TEST_CASE("JSON strings are escaped and always valid UTF-8", "[util]") {
+  std::string out;
+  append_json_string(out, "a\"b\\c\nd\x01 caf\xc3\xa9 caf\xe9");
+  CHECK(out == "\"a\\\"b\\\\c\\nd\\u0001 caf\xc3\xa9 caf\xef\xbf\xbd\"");
+}
