@@ -16,6 +16,8 @@ namespace vitals {
 namespace {
 
 constexpr Millis kNotifyDefaultInterval{10};
+constexpr const char* kUsage =
+    "usage: vitals notify -c FILE --probe NAME [--notify-fd N] [--deadline D] -- PROG ARGS...";
 
 int fail(int code, const std::string& message) {
   std::fprintf(stderr, "vitals notify: %s\n", message.c_str());
@@ -76,9 +78,11 @@ int cmd_notify(int argc, char** argv) {
       ++i;
       break;
     }
-    if (i + 1 >= argc)
-      return fail(kPermanent, a + " needs a value (usage: vitals notify -c FILE --probe NAME "
-                                  "[--notify-fd N] [--deadline D] -- PROG ARGS...)");
+    if (a == "--help" || a == "-h") {
+      std::printf("%s\n", kUsage);
+      return kOk;
+    }
+    if (i + 1 >= argc) return fail(kPermanent, a + " needs a value (" + kUsage + ")");
     const std::string v = argv[++i];
     if (a == "-c" || a == "--config")
       config_path = v;
