@@ -1,8 +1,10 @@
 #include "notify.hpp"
 
+#include <poll.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
-#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -24,16 +26,30 @@ int fail(int code, const std::string& message) {
   return code;
 }
 
-// The poller: runs in the forked child while PROG runs as the parent process.
-int poll_until_ready(const std::string& config_path, const std::string& name, int fd, pid_t prog,
-                     std::optional<Millis> deadline) {
-  prctl(PR_SET_PDEATHSIG, SIGTERM);
-  if (getppid() != prog) return 0;  // PROG already gone
+// True once the process behind `pidfd` has exited; waits up to `wait` for it (negative: forever).
+bool exited(int pidfd, Millis wait) {
+  pollfd p{pidfd, POLLIN, 0};
+  int n;
+  do {
+    n = poll(&p, 1, wait.count() < 0 ? -1 : static_cast<int>(wait.count()));
+  } while (n < 0 && errno == EINTR);
+  return n > 0;
+}
+
+// The poller. It is not PROG's child (see cmd_notify), and watches PROG through a pidfd.
+void poll_until_ready(const std::string& config_path, const std::string& name, int fd,
+                      int prog_pidfd, std::optional<Millis> deadline) {
+  // PROG's exit ends the poller at once, even in the middle of a probe run.
+  std::thread([prog_pidfd] {
+    exited(prog_pidfd, Millis(-1));
+    spdlog::default_logger()->flush();
+    _exit(0);
+  }).detach();
   std::vector<std::string> errors;
   auto prepared = prepare(config_path, {}, errors, name);
   if (!prepared) {
     for (const auto& e : errors) spdlog::error("{}", e);
-    return kPermanent;
+    return;
   }
   std::shared_ptr<Probe> probe = prepared->probes.front();
   const Millis interval =
@@ -44,14 +60,14 @@ int poll_until_ready(const std::string& config_path, const std::string& name, in
   for (;;) {
     const auto run_start = std::chrono::steady_clock::now();
     const RunResult r = probe->run_guarded(probe);
-    if (getppid() != prog) return 0;  // PROG died: never notify for a dead service
+    if (exited(prog_pidfd, Millis(0))) return;  // never notify for a dead service
     if (r.status == Status::Pass) {
       notifier.notify();
       spdlog::info(
           "probe {} passed after {:.0f}ms: ready", name,
           std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
               .count());
-      return kOk;
+      return;
     }
     const std::string now = std::string(to_string(r.status)) + " at " + r.stage + ": " + r.message;
     if (now != last) spdlog::info("probe {} not ready yet: {}", name, now);
@@ -59,9 +75,11 @@ int poll_until_ready(const std::string& config_path, const std::string& name, in
     if (deadline && std::chrono::steady_clock::now() - start >= *deadline) {
       spdlog::error("giving up: probe {} did not pass within {} (last: {})", name,
                     format_duration(*deadline), now);
-      return kUnhealthy;
+      return;
     }
-    std::this_thread::sleep_until(run_start + interval);
+    const auto left =
+        std::chrono::duration_cast<Millis>(run_start + interval - std::chrono::steady_clock::now());
+    if (exited(prog_pidfd, std::max(left, Millis(0)))) return;  // PROG died while we waited
   }
 }
 
@@ -82,18 +100,25 @@ int cmd_notify(int argc, char** argv) {
       std::printf("%s\n", kUsage);
       return kOk;
     }
-    if (i + 1 >= argc) return fail(kPermanent, a + " needs a value (" + kUsage + ")");
-    const std::string v = argv[++i];
-    if (a == "-c" || a == "--config")
+    std::string flag = a, v;
+    if (auto eq = a.find('='); a.rfind("--", 0) == 0 && eq != std::string::npos) {
+      flag = a.substr(0, eq);
+      v = a.substr(eq + 1);
+    } else if (i + 1 >= argc) {
+      return fail(kPermanent, a + " needs a value (" + kUsage + ")");
+    } else {
+      v = argv[++i];
+    }
+    if (flag == "-c" || flag == "--config")
       config_path = v;
-    else if (a == "--probe")
+    else if (flag == "--probe")
       name = v;
-    else if (a == "--notify-fd") {
+    else if (flag == "--notify-fd") {
       char* end = nullptr;
       const long n = std::strtol(v.c_str(), &end, 10);
       if (*end || n < 3) return fail(kPermanent, "--notify-fd needs a number of 3 or more");
       fd_flag = static_cast<int>(n);
-    } else if (a == "--deadline") {
+    } else if (flag == "--deadline") {
       deadline = parse_duration(v);
       if (!deadline) return fail(kPermanent, "invalid --deadline '" + v + "'; use e.g. 30s");
     } else {
@@ -122,15 +147,28 @@ int cmd_notify(int argc, char** argv) {
   if (!fd_is_open(*fd, why))
     return fail(kTemporary, "notification-fd " + std::to_string(*fd) + " is not open: " + why);
 
+  // Double fork: PROG forks A, A forks the poller B and exits, PROG reaps A and execs. B is never
+  // PROG's child, so a daemon that reaps unknown children as crashed workers (the postmaster
+  // treats any child killed by a signal as a crash of a backend) never sees it. A opens a pidfd
+  // on PROG while PROG is blocked waiting for A, so it cannot refer to another process.
   const pid_t prog = getpid();
-  const pid_t child = fork();
-  if (child < 0) return fail(kTemporary, std::string("unable to fork: ") + strerror(errno));
-  if (child == 0) {
-    // Always exit 0: the poller is PROG's child, and a daemon such as postgres may treat a child
-    // that exits non-zero as a crash. The outcome is in the log.
-    poll_until_ready(config_path, name, *fd, prog, deadline);
-    spdlog::default_logger()->flush();
+  const pid_t a = fork();
+  if (a < 0) return fail(kTemporary, std::string("unable to fork: ") + strerror(errno));
+  if (a == 0) {
+    const int prog_pidfd = static_cast<int>(syscall(SYS_pidfd_open, prog, 0));
+    if (prog_pidfd < 0) {
+      std::fprintf(stderr, "vitals notify: unable to watch pid %d: %s\n", prog, strerror(errno));
+      _exit(0);
+    }
+    if (fork() == 0) {
+      poll_until_ready(config_path, name, *fd, prog_pidfd, deadline);
+      spdlog::default_logger()->flush();
+      _exit(0);
+    }
     _exit(0);
+  }
+  int status = 0;
+  while (waitpid(a, &status, 0) < 0 && errno == EINTR) {
   }
   close(*fd);  // only the poller may write to it
   execvp(argv[i], argv + i);

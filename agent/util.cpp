@@ -6,6 +6,7 @@
 namespace vitals {
 
 std::optional<Millis> parse_duration(std::string_view text) {
+  constexpr long long kMax = 365LL * 24 * 3'600'000;  // a year is plenty
   if (text.empty()) return std::nullopt;
   long long total = 0;
   size_t i = 0;
@@ -13,7 +14,7 @@ std::optional<Millis> parse_duration(std::string_view text) {
     size_t digits = 0;
     long long n = 0;
     while (i < text.size() && text[i] >= '0' && text[i] <= '9') {
-      if (n > 1'000'000'000'000LL) return std::nullopt;
+      if (n > kMax) return std::nullopt;  // already too large; also keeps n * 10 in range
       n = n * 10 + (text[i] - '0');
       ++i;
       ++digits;
@@ -33,8 +34,9 @@ std::optional<Millis> parse_duration(std::string_view text) {
       factor = 3'600'000;
     else
       return std::nullopt;
+    if (n > (kMax - total) / factor)
+      return std::nullopt;  // no overflow: checked before multiplying
     total += n * factor;
-    if (total > 365LL * 24 * 3'600'000) return std::nullopt;  // a year is plenty
   }
   return Millis(total);
 }

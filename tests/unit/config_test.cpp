@@ -150,7 +150,8 @@ TEST_CASE("durations", "[config]") {
   CHECK(parse_duration("1h") == Millis(3'600'000));
   CHECK(parse_duration("1m30s") == Millis(90'000));
   CHECK(parse_duration("0s") == Millis(0));
-  for (const char* bad : {"", "10", "s", "1.5s", "-1s", "1 s", "1d", "2S", "99999999999999999999s"})
+  for (const char* bad : {"", "10", "s", "1.5s", "-1s", "1 s", "1d", "2S", "99999999999999999999s",
+                          "9999999999999h", "366d", "8761h"})
     CHECK_FALSE(parse_duration(bad));
   CHECK(format_duration(Millis(250)) == "250ms");
   CHECK(format_duration(Millis(2000)) == "2s");

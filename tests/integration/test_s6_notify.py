@@ -1,0 +1,406 @@
+"""`vitals notify` under real s6 (Debian's s6 2.11: s6-svscan, s6-supervise, s6-svwait), with a real
+PostgreSQL 15 and a real MCP server from npm.
+
+Each test builds a scan directory of service directories, starts `s6-svscan` on it and stops it with
+`s6-svscanctl -t` at the end. A service's run script is what a user writes in a container:
+
+    exec vitals notify -c CFG --probe db -- s6-setuidgid postgres postgres -D DATA ...
+
+(no --notify-fd: the fd number comes from the service's ./notification-fd, as s6 sets it up).
+What the tests assert is what s6 users see: `s6-svwait -U` returning (exit 0) or timing out
+(exit 99), `s6-svstat`, the service's log, the processes left behind.
+
+Debian has no s6-rc, so a dependent service orders itself the documented way: its run script
+starts with `s6-svwait -U ../db`.
+
+Needs (CI): apt packages s6, execline, postgresql-15 (tests/integration/pg_testlib.py), nodejs +
+`cd tests/fixtures/mcp && npm ci --no-audit --no-fund` (the MCP test); run as root (CI does) so
+PostgreSQL runs as the `postgres` user through s6-setuidgid while the poller keeps root.
+"""
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import time
+import unittest
+
+from pg_testlib import PG_BIN, FakePostgres, PgCluster, pg_available
+from vitals_testlib import SOURCE_DIR, VITALS, VitalsTestCase, free_port, once, wait_for
+
+S6_TOOLS = ("s6-svscan", "s6-svscanctl", "s6-svwait", "s6-svstat", "s6-svc", "s6-svok", "s6-setuidgid")
+HAVE_S6 = all(shutil.which(t) for t in S6_TOOLS)
+IS_ROOT = os.geteuid() == 0
+NODE = shutil.which("node")
+MCP_FIXTURES = os.path.join(SOURCE_DIR, "tests", "fixtures", "mcp")
+FAKE_PLUGIN_DIR = os.environ.get("VITALS_FAKE_PLUGIN_DIR", "")
+PSQL = os.path.join(PG_BIN, "psql")
+
+
+def sh_quote(*words):
+    return " ".join(shlex.quote(str(w)) for w in words)
+
+
+def processes_with(fragment):
+    """Pids of live (non-zombie) processes whose command line contains fragment."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+            with open(f"/proc/{entry}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if fragment in cmd and state != "Z":
+            out.append(int(entry))
+    return out
+
+
+class Scan:
+    """An s6 scan directory under `base`, supervised by one s6-svscan for the test's lifetime."""
+
+    def __init__(self, test, base):
+        self.test = test
+        self.dir = os.path.join(base, "scan")
+        self.log_path = os.path.join(base, "svscan.log")
+        os.makedirs(self.dir)
+        os.chmod(base, 0o755)
+        self.proc = None
+
+    def service(self, name, run_script, notification_fd=3, down=False, down_signal=None):
+        """Writes a service directory; run_script is the body after `#!/bin/sh`."""
+        d = os.path.join(self.dir, name)
+        os.makedirs(d)
+        with open(os.path.join(d, "run"), "w") as f:
+            f.write("#!/bin/sh\n" + run_script)
+        os.chmod(os.path.join(d, "run"), 0o755)
+        if notification_fd is not None:
+            with open(os.path.join(d, "notification-fd"), "w") as f:
+                f.write(f"{notification_fd}\n")
+        if down:
+            open(os.path.join(d, "down"), "w").close()
+        if down_signal:
+            with open(os.path.join(d, "down-signal"), "w") as f:
+                f.write(down_signal + "\n")
+        return d
+
+    def start(self):
+        self._log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(["s6-svscan", self.dir], stdout=self._log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        self.test.addCleanup(self.stop)
+        names = [n for n in os.listdir(self.dir) if not n.startswith(".")]
+        wait_for(lambda: all(subprocess.run(["s6-svok", self.path(n)]).returncode == 0 for n in names),
+                 20, what="s6-supervise to start on every service")
+
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    def svwait(self, flag, name, timeout_ms):
+        """`s6-svwait FLAG -t timeout_ms SERVICE`: returns its exit code (0 reached, 99 timed out)."""
+        p = subprocess.run(["s6-svwait", flag, "-t", str(timeout_ms), self.path(name)],
+                           capture_output=True, text=True, timeout=timeout_ms / 1000 + 30)
+        return p.returncode
+
+    def svstat(self, name, fields="up,ready,pid"):
+        p = subprocess.run(["s6-svstat", "-o", fields, self.path(name)], capture_output=True, text=True,
+                           timeout=30)
+        self.test.assertEqual(p.returncode, 0, p.stderr)
+        return p.stdout.split()
+
+    def svc(self, *args):
+        subprocess.run(["s6-svc", *args], check=True, timeout=30)
+
+    def stop(self):
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        subprocess.run(["s6-svscanctl", "-t", self.dir], timeout=30)
+        try:
+            self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        self._log.close()
+
+
+@unittest.skipUnless(HAVE_S6, "needs Debian's s6 (apt-get install s6 execline)")
+class S6NotifyTest(VitalsTestCase):
+
+    def setUp(self):
+        super().setUp()
+        os.chmod(self.tmp.path, 0o755)  # the postgres user must reach the cluster below it
+        self.scan = Scan(self, self.tmp.path)
+
+    # ---- helpers -------------------------------------------------------------------------------
+
+    def config(self, name, probes_yaml, plugin_dir=None):
+        text = "listen: 127.0.0.1:%d\n" % free_port()
+        if plugin_dir:
+            text += f"plugin_dir: {plugin_dir}\n"
+        return self.tmp.file(name, text + "probes:\n" + probes_yaml)
+
+    def log_of(self, path):
+        try:
+            with open(path) as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def wait_log(self, path, fragment, timeout=60):
+        return self.wait_until(lambda: fragment in self.log_of(path), f"{fragment!r} in the log", path,
+                               timeout)
+
+    def wait_until(self, predicate, what, log_path, timeout=30):
+        """wait_for, with the service's log in the failure message."""
+        try:
+            return wait_for(predicate, timeout, what=what)
+        except AssertionError as e:
+            raise AssertionError(f"{e}\n--- {log_path}:\n{self.log_of(log_path)}") from None
+
+    def notify_cmd(self, cfg, probe, *extra):
+        return sh_quote(VITALS, "notify", "-c", cfg, "--probe", probe, *extra, "--")
+
+    def pg_cluster(self, password):
+        if not pg_available():
+            self.skipTest(f"needs PostgreSQL 15 in {PG_BIN} (apt-get install postgresql-15)")
+        pg = PgCluster(os.path.join(self.tmp.path, "pg"), free_port(), password=password)
+        pg.initdb()
+        return pg
+
+    def postgres_argv(self, pg):
+        """The postmaster command line of pg_testlib's clusters, run as `postgres` when root."""
+        conf = {"listen_addresses": "127.0.0.1", "port": str(pg.port), "unix_socket_directories": pg.base_dir,
+                "fsync": "off", "synchronous_commit": "off", "full_page_writes": "off",
+                "shared_buffers": "16MB", "logging_collector": "off", "log_min_messages": "info"}
+        argv = ["s6-setuidgid", "postgres"] if IS_ROOT else []
+        argv += [os.path.join(PG_BIN, "postgres"), "-D", pg.data_dir]
+        for k, v in conf.items():
+            argv += ["-c", f"{k}={v}"]
+        return sh_quote(*argv)
+
+    def root_only_file(self, name, text):
+        """A secret file only its owner (root in CI) can read: the postgres user cannot."""
+        return self.tmp.file(name, text, mode=0o600)
+
+    # ---- PostgreSQL ----------------------------------------------------------------------------
+
+    @unittest.skipUnless(NODE, "needs node + the npm MCP fixtures (cd tests/fixtures/mcp && npm ci)")
+    def test_db_ready_only_with_authenticated_queries_and_dependents_start_after(self):
+        server_mjs = os.path.join(MCP_FIXTURES, "server.mjs")
+        if not os.path.isdir(os.path.join(MCP_FIXTURES, "node_modules", "@modelcontextprotocol")):
+            raise AssertionError(f"run `cd {MCP_FIXTURES} && npm ci --no-audit --no-fund` first")
+        pg = self.pg_cluster("s3cret")
+        # The probe logs in over TCP with scram; its password file is readable by root only, so the
+        # poller (forked before s6-setuidgid drops to postgres) must keep root to ever pass. It
+        # starts out wrong: PostgreSQL then accepts connections (pg_isready would say "ready") but
+        # refuses the login.
+        pw = self.root_only_file("db-password", "not-the-password\n")
+        mcp_port = free_port()
+        cfg = self.config("vitals.yaml", f"""
+  db:
+    plugin: postgres
+    timeout: 2s
+    options:
+      dsn: "host=127.0.0.1 port={pg.port} dbname=postgres user=postgres"
+      password_file: {pw}
+  mcp:
+    plugin: mcp-http
+    timeout: 3s
+    options:
+      url: http://127.0.0.1:{mcp_port}/mcp
+""")
+        db_log = os.path.join(self.tmp.path, "db.log")
+        app_log = os.path.join(self.tmp.path, "app.log")
+        app_saw = os.path.join(self.tmp.path, "app-saw")
+        self.scan.service("db", f"""exec >>{db_log} 2>&1
+exec {self.notify_cmd(cfg, "db")} {self.postgres_argv(pg)}
+""", down_signal="SIGINT")
+        # The dependent: waits for db's readiness, then proves the database answers an
+        # authenticated query at its very first attempt, then runs the MCP server (readiness by
+        # `vitals notify` too, with the mcp-http probe).
+        self.scan.service("app", f"""exec >>{app_log} 2>&1
+s6-svwait -U ../db || exit 1
+PGPASSWORD=s3cret PGCONNECT_TIMEOUT=5 {sh_quote(PSQL, "-X", "-A", "-t", "-h", "127.0.0.1", "-p", pg.port,
+                                               "-U", "postgres", "-d", "postgres", "-c", "SELECT 'db-ok ' || count(*) FROM pg_database")} >{app_saw} 2>&1
+PORT={mcp_port} exec {self.notify_cmd(cfg, "mcp")} {sh_quote(NODE, server_mjs)}
+""")
+        self.scan.start()
+
+        # PostgreSQL is up and accepts connections, the login fails: not ready, the dependent waits.
+        self.wait_log(db_log, "database system is ready to accept connections")
+        self.wait_log(db_log, "probe db not ready yet: fail at auth: ")
+        self.assertEqual(pg.psql("SELECT 1"), "1")  # the server works over its trusted socket
+        self.assertEqual(self.scan.svwait("-U", "db", 2000), 99, self.log_of(db_log))
+        self.assertEqual(self.scan.svstat("db", "up,ready"), ["true", "false"])
+        self.assertFalse(os.path.exists(app_saw), "the dependent started before db was ready")
+
+        # The right password: ready, and the dependent then sees a working database at once.
+        with open(pw, "w") as f:
+            f.write("s3cret\n")
+        self.assertEqual(self.scan.svwait("-U", "db", 60000), 0, self.log_of(db_log))
+        self.assertEqual(self.scan.svstat("db", "up,ready"), ["true", "true"])
+        self.assertIn("probe db passed after", self.log_of(db_log))
+        self.assertEqual(self.scan.svwait("-U", "app", 60000), 0, self.log_of(app_log))
+        with open(app_saw) as f:
+            self.assertRegex(f.read(), r"^db-ok \d+\n$")
+        code, doc, p = once(cfg, "mcp")
+        self.assertEqual((code, doc and doc["status"]), (0, "pass"), p.stdout + p.stderr)
+
+        # The poller is gone once it notified; PROG kept the supervised pid, and PostgreSQL did
+        # not mistake its exiting child for a crashed backend.
+        wait_for(lambda: processes_with(cfg) == [], 30, what="the pollers to exit after notifying")
+        pid = int(self.scan.svstat("db", "pid")[0])
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            self.assertEqual(f.read().split(b"\0")[0], os.path.join(PG_BIN, "postgres").encode())
+        self.assertEqual(pg.psql("SELECT 2"), "2")
+        self.assertNotIn("terminated by signal", self.log_of(db_log))
+        self.assertNotIn("terminating any other active server processes", self.log_of(db_log))
+
+        # Down with down-signal SIGINT: fast shutdown.
+        self.scan.svc("-d", self.scan.path("db"))
+        self.assertEqual(self.scan.svwait("-D", "db", 60000), 0)
+        self.assertIn("received fast shutdown request", self.log_of(db_log))
+
+    # The postmaster treats any child of its own that dies by a signal as a crashed backend, so
+    # the poller must never be PROG's child: killing it (an admin's pkill, the OOM killer, a
+    # plugin crash) must not make PostgreSQL terminate every session and reinitialize.
+    def test_killing_the_poller_does_not_crash_restart_postgresql(self):
+        pg = self.pg_cluster("s3cret")
+        cfg = self.config("vitals.yaml", f"""
+  never:
+    plugin: tcp
+    start_interval: 200ms
+    timeout: 1s
+    options:
+      host: 127.0.0.1
+      port: {free_port()}
+""")
+        log = os.path.join(self.tmp.path, "db.log")
+        self.scan.service("db", f"""exec >>{log} 2>&1
+exec {self.notify_cmd(cfg, "never")} {self.postgres_argv(pg)}
+""", down_signal="SIGINT")
+        self.scan.start()
+        self.wait_log(log, "database system is ready to accept connections")
+        self.wait_log(log, "probe never not ready yet")
+        pollers = processes_with(cfg)
+        self.assertEqual(len(pollers), 1)
+        os.kill(pollers[0], signal.SIGTERM)
+        # Gone from /proc entirely = reaped by the postmaster, whose reaper logs a crash at once.
+        self.wait_until(lambda: not os.path.exists(f"/proc/{pollers[0]}"), "the poller to be reaped", log)
+        self.assertEqual(pg.psql("SELECT 1"), "1")
+        self.assertNotIn("terminating any other active server processes", self.log_of(log))
+
+    def test_prog_exiting_before_readiness_takes_the_poller_with_it(self):
+        # The poller is blocked inside a probe run (a server that accepts and never answers, with a
+        # 120 s timeout) when PROG exits: it must go at once, not after the timeout, and s6 must
+        # never see the service ready.
+        blackhole = FakePostgres("blackhole")
+        self.addCleanup(blackhole.close)
+        cfg = self.config("vitals.yaml", f"""
+  db:
+    plugin: postgres
+    interval: 300s
+    timeout: 120s
+    options:
+      dsn: "host=127.0.0.1 port={blackhole.port} dbname=postgres user=postgres password=x"
+""")
+        gate = os.path.join(self.tmp.path, "gate")
+        log = os.path.join(self.tmp.path, "db.log")
+        # PROG runs until the test removes the gate file, then exits 3.
+        prog = sh_quote("sh", "-c", f'touch {gate}; while [ -e {gate} ]; do sleep 0.05; done; exit 3')
+        self.scan.service("db", f"""exec >>{log} 2>&1
+exec {self.notify_cmd(cfg, "db")} {prog}
+""", down=True)
+        self.scan.start()
+        self.scan.svc("-o", self.scan.path("db"))  # up once: no restart after it exits
+        self.wait_until(lambda: blackhole.accepted >= 1, "the poller to connect to the blackhole", log)
+        pollers = processes_with(cfg)
+        self.assertEqual(len(pollers), 1, pollers)
+        os.unlink(gate)
+        self.wait_until(lambda: processes_with(cfg) == [], "the poller to exit after PROG", log)
+        self.assertEqual(self.scan.svwait("-d", "db", 30000), 0)
+        self.assertEqual(self.scan.svstat("db", "up,ready,exitcode"), ["false", "false", "3"])
+        self.assertNotIn("passed", self.log_of(log))
+
+    def test_prog_exiting_between_probe_runs_leaves_no_poller(self):
+        # Same, with the poller between two runs (nothing listens: each run fails at once).
+        cfg = self.config("vitals.yaml", f"""
+  db:
+    plugin: postgres
+    start_interval: 200ms
+    timeout: 2s
+    options:
+      dsn: "host=127.0.0.1 port={free_port()} dbname=postgres user=postgres password=x"
+""")
+        gate = os.path.join(self.tmp.path, "gate")
+        log = os.path.join(self.tmp.path, "db.log")
+        prog = sh_quote("sh", "-c", f'touch {gate}; while [ -e {gate} ]; do sleep 0.05; done; exit 3')
+        self.scan.service("db", f"""exec >>{log} 2>&1
+exec {self.notify_cmd(cfg, "db")} {prog}
+""", down=True)
+        self.scan.start()
+        self.scan.svc("-o", self.scan.path("db"))
+        self.wait_log(log, "probe db not ready yet: fail at reachable")
+        self.assertEqual(len(processes_with(cfg)), 1)
+        os.unlink(gate)
+        wait_for(lambda: processes_with(cfg) == [], 30, what="the poller to exit after PROG")
+        self.assertEqual(self.scan.svstat("db", "up,ready"), ["false", "false"])
+
+    # ---- --deadline and warn -------------------------------------------------------------------
+
+    def test_deadline_gives_up_with_a_log_line_and_leaves_prog_running(self):
+        cfg = self.config("vitals.yaml", f"""
+  db:
+    plugin: tcp
+    start_interval: 100ms
+    timeout: 1s
+    options:
+      host: 127.0.0.1
+      port: {free_port()}
+""")
+        log = os.path.join(self.tmp.path, "db.log")
+        self.scan.service("db", f"""exec >>{log} 2>&1
+exec {self.notify_cmd(cfg, "db", "--deadline", "1s")} sleep 100000
+""")
+        self.scan.start()
+        self.wait_log(log, "giving up: probe db did not pass within 1s (last: fail at ")
+        wait_for(lambda: processes_with(cfg) == [], 30, what="the poller to exit after giving up")
+        # PROG is untouched (still the supervised, running process); s6 never saw readiness.
+        up, ready, pid = self.scan.svstat("db")
+        self.assertEqual((up, ready), ("true", "false"))
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            self.assertEqual(f.read().split(b"\0")[:2], [b"sleep", b"100000"])
+        self.assertEqual(self.scan.svwait("-U", "db", 1000), 99)
+
+    @unittest.skipUnless(FAKE_PLUGIN_DIR, "needs VITALS_FAKE_PLUGIN_DIR (set by ctest)")
+    def test_warn_never_notifies_pass_does(self):
+        verdict = self.tmp.file("verdict", "warn\n")
+        cfg = self.config("vitals.yaml", f"""
+  model:
+    plugin: fake-ok
+    start_interval: 50ms
+    options:
+      result: {verdict}
+""", plugin_dir=FAKE_PLUGIN_DIR)
+        log = os.path.join(self.tmp.path, "svc.log")
+        self.scan.service("svc", f"""exec >>{log} 2>&1
+exec {self.notify_cmd(cfg, "model")} sleep 100000
+""")
+        self.scan.start()
+        self.wait_log(log, "probe model not ready yet: warn at fake: warn")
+        time.sleep(0.5)  # several more warn runs (every 50 ms)
+        self.assertEqual(self.scan.svwait("-U", "svc", 1000), 99, self.log_of(log))
+        self.assertEqual(self.scan.svstat("svc", "up,ready"), ["true", "false"])
+        self.assertEqual(len(processes_with(cfg)), 1, "the poller stopped polling on warn")
+        with open(verdict, "w") as f:
+            f.write("pass\n")
+        self.assertEqual(self.scan.svwait("-U", "svc", 30000), 0, self.log_of(log))
+        self.assertIn("probe model passed after", self.log_of(log))
+        wait_for(lambda: processes_with(cfg) == [], 30, what="the poller to exit after notifying")
+
+
+if __name__ == "__main__":
+    unittest.main()
