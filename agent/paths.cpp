@@ -14,8 +14,12 @@ std::string beside_exe(const char* relative) {
 
 }  // namespace
 
-std::string pkglib_dir() { return beside_exe(VITALS_BIN_TO_PKGLIB); }
+std::string pkglib_dir() {
+  return beside_exe(VITALS_BIN_TO_PKGLIB);
+}
 
-std::string default_config_path() { return beside_exe(VITALS_BIN_TO_SYSCONF "/vitals.yaml"); }
+std::string default_config_path() {
+  return beside_exe(VITALS_BIN_TO_SYSCONF "/vitals.yaml");
+}
 
 }  // namespace vitals

@@ -21,7 +21,8 @@ std::string rfc3339(std::chrono::system_clock::time_point t);
 // Length of the valid UTF-8 sequence starting at v[i], or 0 if the byte there does not start one.
 size_t utf8_sequence(std::string_view v, size_t i);
 
-// Appends `s` as a JSON string literal (with quotes) to out; bytes that are not UTF-8 become U+FFFD.
+// Appends `s` as a JSON string literal (with quotes) to out; bytes that are not UTF-8 become
+// U+FFFD.
 void append_json_string(std::string& out, std::string_view s);
 
 // Seconds since the epoch, as a double.

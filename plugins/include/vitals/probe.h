@@ -1,11 +1,12 @@
 /* vitals probe plugin ABI. Plain C: nothing from C++ crosses this boundary.
  *
- * A plugin is a shared object that exports exactly one symbol, vitals_probe_entry(). The host calls it
- * with the ABI major it speaks; the plugin returns its descriptor, or NULL to refuse.
+ * A plugin is a shared object that exports exactly one symbol, vitals_probe_entry(). The host calls
+ * it with the ABI major it speaks; the plugin returns its descriptor, or NULL to refuse.
  *
  * Versioning: VITALS_ABI_MAJOR changes when a layout changes (all older plugins are refused);
- * VITALS_ABI_MINOR grows when a callback takes one of the `reserved` slots (older plugins leave it NULL).
- * The host refuses a plugin built for a newer minor or with a larger descriptor than it knows.
+ * VITALS_ABI_MINOR grows when a callback takes one of the `reserved` slots (older plugins leave it
+ * NULL). The host refuses a plugin built for a newer minor or with a larger descriptor than it
+ * knows.
  */
 #ifndef VITALS_PROBE_H
 #define VITALS_PROBE_H
@@ -77,9 +78,9 @@ typedef struct vitals_number {
 /* Filled by the plugin's run(). The host zeroes it and sets struct_size before each call. */
 typedef struct vitals_result {
   uint32_t struct_size;
-  uint32_t status;                       /* vitals_status */
-  char stage[VITALS_STAGE_MAX];          /* how far the check got, e.g. "connect", "auth" */
-  char message[VITALS_MESSAGE_MAX];      /* one line; never a secret */
+  uint32_t status;                  /* vitals_status */
+  char stage[VITALS_STAGE_MAX];     /* how far the check got, e.g. "connect", "auth" */
+  char message[VITALS_MESSAGE_MAX]; /* one line; never a secret */
   uint32_t number_count;
   vitals_number numbers[VITALS_NUMBERS_MAX];
 } vitals_result;
