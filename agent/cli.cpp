@@ -4,6 +4,7 @@
 #include <spdlog/sinks/dup_filter_sink.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -127,6 +128,13 @@ int cmd_run(int argc, char** argv) {
   std::optional<int> fd;
   if (a.has("--notify-fd") && !(fd = parse_fd(a.get("--notify-fd"))))
     return usage_error("--notify-fd needs a number of 3 or more");
+  // One connection costs one fd: take the whole hard limit, so a burst of clients is served
+  // (1024, a common soft limit, is not enough for the 1024 connection threads).
+  rlimit nofile{};
+  if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+    nofile.rlim_cur = nofile.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &nofile);
+  }
   // Termination signals are taken by sigwait in the main thread; block them before any thread.
   sigset_t set;
   sigemptyset(&set);

@@ -39,9 +39,15 @@ class Handler : public Poco::Net::HTTPRequestHandler {
     static_cast<Poco::Net::HTTPServerRequestImpl&>(req).socket().setNoDelay(true);
     const bool has_body = req.getChunkedTransferEncoding() ||
                           (req.hasContentLength() && req.getContentLength64() > 0);
-    const Reply r = route(req.getMethod(), req.getURI(), has_body, backend_);
-    if (has_body) resp.setKeepAlive(false);  // the unread body must not be taken as a request
-    resp.setStatus(static_cast<Poco::Net::HTTPResponse::HTTPStatus>(r.status));
+    // Poco echoes the request's version in the status line; only answer versions we speak.
+    const bool known_version = req.getVersion() == Poco::Net::HTTPMessage::HTTP_1_1 ||
+                               req.getVersion() == Poco::Net::HTTPMessage::HTTP_1_0;
+    const Reply r = known_version ? route(req.getMethod(), req.getURI(), has_body, backend_)
+                                  : text(400, "unsupported HTTP version\n");
+    if (!known_version) resp.setVersion(Poco::Net::HTTPMessage::HTTP_1_1);
+    // The unread body (or an unknown framing) must never be taken as the next request.
+    if (has_body || !known_version) resp.setKeepAlive(false);
+    resp.setStatusAndReason(static_cast<Poco::Net::HTTPResponse::HTTPStatus>(r.status));
     resp.setContentType(r.content_type);
     resp.set("Cache-Control", "no-store");
     if (r.allow_header) resp.set("Allow", "GET, HEAD");
@@ -139,7 +145,8 @@ HttpServer::HttpServer(const std::string& listen, HttpBackend backend) {
   Poco::Net::ServerSocket socket;
   socket.bind(Poco::Net::SocketAddress(listen), true);
   socket.listen(1024);
-  pool_ = std::make_unique<Poco::ThreadPool>(2, kMaxThreads, 60, 256 * 1024);
+  // 16 threads stay ready for bursts; the pool grows to kMaxThreads and shrinks after 60 s idle.
+  pool_ = std::make_unique<Poco::ThreadPool>(16, kMaxThreads, 60, 256 * 1024);
   auto* params = new Poco::Net::HTTPServerParams;
   params->setMaxThreads(kMaxThreads);
   params->setMaxQueued(4096);

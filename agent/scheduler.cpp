@@ -1,6 +1,8 @@
 #include "scheduler.hpp"
 
 #include <algorithm>
+#include <functional>
+#include <string>
 
 namespace vitals {
 
@@ -11,12 +13,19 @@ struct Scheduler::Slot {
   bool go = false;         // the runner should start a run
   bool timed_out = false;  // the scheduler gave up on the run in flight
   bool finishing = false;  // the run returned in time and is being recorded
+  bool phased = false;     // the steady-state phase offset has been applied
   bool retired = false;    // removed from the set: the runner exits
   SteadyTime next_due{};
   SteadyTime started{};
   std::condition_variable cv;
   std::thread thread;
 };
+
+Millis phase_offset(const std::string& name, Millis interval) {
+  const auto span = std::min<Millis::rep>(interval.count() / 2, 1000);
+  return span > 0 ? Millis(static_cast<Millis::rep>(std::hash<std::string>{}(name) % span))
+                  : Millis(0);
+}
 
 Scheduler::Scheduler(Millis start_period, std::function<void()> on_result)
     : start_period_(start_period), on_result_(std::move(on_result)) {
@@ -170,6 +179,12 @@ void Scheduler::runner(std::shared_ptr<Slot> slot) {
     slot->busy = false;
     slot->finishing = false;
     slot->next_due = std::max(slot->started + interval, std::chrono::steady_clock::now());
+    if (!slot->phased && interval == slot->probe->config().interval) {
+      // Probes configured together would otherwise run in lockstep, every interval at once;
+      // a fixed per-probe offset spreads them (applied once, on entering the steady interval).
+      slot->phased = true;
+      slot->next_due += phase_offset(slot->probe->config().name, interval);
+    }
     wake_.notify_one();
   }
   --runners_alive_;

@@ -17,6 +17,9 @@
 
 namespace vitals {
 
+// A probe's fixed offset within its interval, in [0, min(interval/2, 1s)), from its name.
+Millis phase_offset(const std::string& name, Millis interval);
+
 class Scheduler {
  public:
   // on_result is called (from a runner or the scheduler thread) after each recorded result.

@@ -149,6 +149,12 @@ class HttpSurface(VitalsTestCase):
 
     def test_malformed_requests_get_400_and_never_a_crash(self):
         self.assertIn(" 400 ", self.raw(b"GARBAGE\r\n\r\n").split("\r\n")[0] + " ")
+        # Unknown versions get a 400 in our own version, never an echo of theirs.
+        for version in (b"HTTX/1.1", b"HTTP/2.0"):
+            line = self.raw(b"GET /health " + version + b"\r\nHost: x\r\n\r\n").split("\r\n")[0]
+            self.assertEqual(line, "HTTP/1.1 400 Bad Request")
+        self.assertEqual(self.raw(b"POST /health HTTP/1.1\r\nHost: x\r\n\r\n").split("\r\n")[0],
+                         "HTTP/1.1 405 Method Not Allowed")
         self.assertIn("400", self.raw(b"GET /health HTTP/1.1\r\nX: " + b"a" * 65536 + b"\r\n\r\n").split("\r\n")[0])
         resp = self.raw(b"GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello")
         self.assertTrue(resp.startswith("HTTP/1.1 400"), resp[:80])

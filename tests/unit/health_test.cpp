@@ -1,5 +1,7 @@
 #include <catch2/catch.hpp>
 
+#include <set>
+
 #include "health.hpp"
 
 using namespace vitals;
@@ -91,4 +93,19 @@ TEST_CASE("apply_result counts consecutive results", "[health]") {
   apply_result(st, result(F), 3, 1);
   CHECK(st.consecutive_failures == 1);
   CHECK(st.consecutive_successes == 0);
+}
+
+#include "scheduler.hpp"
+
+TEST_CASE("phase offsets spread probes over at most half an interval, at most 1s", "[scheduler]") {
+  std::set<long long> seen;
+  for (int i = 0; i < 200; ++i) {
+    const Millis off = phase_offset("probe-" + std::to_string(i), Millis(1000));
+    CHECK(off >= Millis(0));
+    CHECK(off < Millis(500));
+    seen.insert(off.count());
+    CHECK(phase_offset("probe-" + std::to_string(i), Millis(60'000)) < Millis(1000));
+  }
+  CHECK(seen.size() > 100);  // spread, not lockstep
+  CHECK(phase_offset("x", Millis(1)) == Millis(0));
 }

@@ -1,0 +1,187 @@
+#!/usr/bin/env bash
+# Target 3: /health throughput, vitals against nginx serving the same bytes statically.
+# nginx (1 worker, as in the anchor) serves a copy of the agent's own /health body from a file;
+# the agent answers /health from memory (two tcp probes). wrk -t1 -c32 and -c256, DURATION each,
+# REPS repetitions, servers interleaved so that each ratio comes from one time window.
+# Stalls: while wrk runs, a fresh curl GET /health every second (the "17th connection"); its
+# worst time and any failure are reported, as are wrk's socket errors and non-2xx answers.
+# Optional third server: POCO_ANCHOR=path of the anchors' poco_health_server (built by
+# /work/shared/recipes/poco_http/build.sh): bare Poco HTTPServer, tuned, answering its own 300-byte
+# body from memory; it shows how much of the gap to nginx is Poco's and how much is vitals'.
+# Knobs: REPS=3 DURATION=10s CONNS="32 256" POCO_ANCHOR= (and lib.sh's VITALS_BUILD, OUT, NO_RESULTS).
+set -euo pipefail
+# shellcheck source=bench/lib.sh disable=SC1091
+. "$(dirname "$0")/lib.sh"
+REPS=${REPS:-3}
+DURATION=${DURATION:-10s}
+CONNS=${CONNS:-"32 256"}
+OUT=${OUT:-/tmp/vitals-bench/http}
+need wrk nginx curl python3
+build_vitals
+rm -rf "$OUT"
+mkdir -p "$OUT/www" "$OUT/logs"
+chmod 755 "$OUT" "$OUT/www"
+
+NGINX_PORT=$(free_port)
+AGENT_PORT=$(free_port)
+PIDS=()
+cleanup() {
+  set +e
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
+}
+trap cleanup EXIT
+
+cat >"$OUT/nginx.conf" <<NGINX
+worker_processes 1;
+daemon off;
+pid $OUT/nginx.pid;
+error_log $OUT/logs/nginx_error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  tcp_nodelay on;
+  keepalive_timeout 65;
+  keepalive_requests 1000000;
+  open_file_cache max=100 inactive=60s;
+  server {
+    listen 127.0.0.1:$NGINX_PORT backlog=4096;
+    root $OUT/www;
+    location = /health { default_type application/json; }
+  }
+}
+NGINX
+cat >"$OUT/vitals.yaml" <<YAML
+listen: 127.0.0.1:$AGENT_PORT
+probes:
+  web: {plugin: tcp, interval: 1s, options: {port: $NGINX_PORT}}
+  web2: {plugin: tcp, tier: optional, interval: 1s, options: {port: $NGINX_PORT}}
+YAML
+echo '{}' >"$OUT/www/health"
+nginx -p "$OUT" -c "$OUT/nginx.conf" &
+PIDS+=($!)
+NGINX=$!
+"$VITALS" run -c "$OUT/vitals.yaml" >"$OUT/agent.log" 2>&1 &
+PIDS+=($!)
+AGENT=$!
+SERVERS="nginx vitals"
+if [ -n "${POCO_ANCHOR:-}" ]; then
+  POCO_PORT=$(free_port)
+  "$POCO_ANCHOR" --port "$POCO_PORT" --mode tuned --threads 1024 --queued 4096 --nodelay >"$OUT/poco.log" 2>&1 &
+  PIDS+=($!)
+  POCO=$!
+  SERVERS="nginx vitals poco"
+  wait_http "http://127.0.0.1:$POCO_PORT/health"
+fi
+wait_http "http://127.0.0.1:$NGINX_PORT/health"
+wait_http "http://127.0.0.1:$AGENT_PORT/health"
+for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$AGENT_PORT/health" && break; sleep 0.1; done
+curl -sf "http://127.0.0.1:$AGENT_PORT/health" >"$OUT/www/health"
+chmod 644 "$OUT/www/health"
+echo "body: $(wc -c <"$OUT/www/health") bytes; headers: nginx $(curl -sI "http://127.0.0.1:$NGINX_PORT/health" | wc -c) B, vitals $(curl -sI "http://127.0.0.1:$AGENT_PORT/health" | wc -c) B"
+
+side_probe() {   # url seconds: a fresh connection each second; prints the worst time (ms) or FAIL
+  local worst=0 t
+  for _ in $(seq "$2"); do
+    if t=$(curl -s -o /dev/null -m 5 -w '%{time_total}' "$1"); then
+      worst=$(python3 -c "print(max($worst, $t * 1000))")
+    else
+      echo FAIL
+      return
+    fi
+    sleep 1
+  done
+  printf '%.1f\n' "$worst"
+}
+
+echo "server,conns,rep,rps,p50_us,p90_us,p99_us,max_us,requests,socket_errors,non2xx,cpu_us_per_req,fresh_worst_ms" >"$OUT/http.csv"
+secs=${DURATION%s}
+for rep in $(seq "$REPS"); do
+  for c in $CONNS; do
+    for srv in $SERVERS; do
+      case $srv in
+        nginx) port=$NGINX_PORT pids="$NGINX $(pgrep -P "$NGINX" | tr '\n' ' ')" ;;
+        vitals) port=$AGENT_PORT pids=$AGENT ;;
+        poco) port=$POCO_PORT pids=$POCO ;;
+      esac
+      url="http://127.0.0.1:$port/health"
+      log="$OUT/logs/wrk_${srv}_c${c}_r$rep.txt"
+      # shellcheck disable=SC2086
+      t0=$(proc_ticks $pids)
+      side_probe "$url" $((secs - 2)) >"$log.fresh" &
+      sp=$!
+      wrk -t1 -c"$c" -d"$DURATION" --latency "$url" >"$log" 2>&1
+      wait "$sp"
+      # shellcheck disable=SC2086
+      t1=$(proc_ticks $pids)
+      echo "$srv,$c,$rep,$(python3 "$BENCH_DIR/wrkparse.py" "$log" $((t1 - t0)) "$TCK"),$(cat "$log.fresh")" >>"$OUT/http.csv"
+      tail -n1 "$OUT/http.csv"
+      sleep 1
+    done
+  done
+done
+
+python3 - "$OUT/http.csv" >"$OUT/table.md" <<'PY'
+import csv, statistics, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+med = lambda rs, k: statistics.median(float(r[k]) for r in rs)
+print("| server | conns | req/s median (min–max) | p50 µs | p90 µs | p99 µs | max µs | socket errors | non-2xx | server CPU µs/req | fresh GET during load, worst ms |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
+ratios, poco_ratios = {}, {}
+for c in sorted({int(r["conns"]) for r in rows}):
+    for srv in ("nginx", "vitals", "poco"):
+        rs = [r for r in rows if r["server"] == srv and int(r["conns"]) == c]
+        if not rs:
+            continue
+        rps = sorted(float(r["rps"]) for r in rs)
+        fresh = [r["fresh_worst_ms"] for r in rs]
+        worst = "FAIL" if "FAIL" in fresh else f"{max(float(x) for x in fresh):.1f}"
+        print(f"| {srv} | {c} | **{med(rs,'rps'):.0f}** ({rps[0]:.0f}–{rps[-1]:.0f}) | {med(rs,'p50_us'):.0f} | "
+              f"{med(rs,'p90_us'):.0f} | {med(rs,'p99_us'):.0f} | {med(rs,'max_us'):.0f} | "
+              f"{sum(int(r['socket_errors']) for r in rs)} | {sum(int(r['non2xx']) for r in rs)} | "
+              f"{med(rs,'cpu_us_per_req'):.1f} | {worst} |")
+    per_rep = []
+    for rep in sorted({r["rep"] for r in rows}):
+        v = [float(r["rps"]) for r in rows if r["server"] == "vitals" and int(r["conns"]) == c and r["rep"] == rep]
+        n = [float(r["rps"]) for r in rows if r["server"] == "nginx" and int(r["conns"]) == c and r["rep"] == rep]
+        if v and n:
+            per_rep.append(v[0] / n[0])
+    ratios[c] = (statistics.median(per_rep), per_rep)
+    pv = []
+    for rep in sorted({r["rep"] for r in rows}):
+        v = [float(r["rps"]) for r in rows if r["server"] == "vitals" and int(r["conns"]) == c and r["rep"] == rep]
+        p = [float(r["rps"]) for r in rows if r["server"] == "poco" and int(r["conns"]) == c and r["rep"] == rep]
+        if v and p:
+            pv.append(v[0] / p[0])
+    if pv:
+        poco_ratios[c] = statistics.median(pv)
+print()
+for c, (m, per) in ratios.items():
+    goal = 0.5 if c == 32 else 0.45
+    print(f"- c{c}: vitals/nginx = **{m:.2f}×** (median of per-repetition ratios {', '.join(f'{x:.2f}' for x in per)}); "
+          f"target ≥ {goal}× {'met' if m >= goal else 'MISSED'}")
+for c, r in poco_ratios.items():
+    print(f"- c{c}: vitals / bare Poco HTTPServer (tuned, 300-byte body from memory) = {r:.2f}×")
+v32 = [r for r in rows if r["server"] == "vitals" and r["conns"] == "32"]
+if v32:
+    p99 = med(v32, "p99_us") / 1000
+    print(f"- vitals p99 at c32: **{p99:.2f} ms**; target ≤ 2 ms {'met' if p99 <= 2 else 'MISSED'}")
+errs = sum(int(r["socket_errors"]) for r in rows if r["server"] == "vitals")
+print(f"- vitals socket errors over all runs: **{errs}**; fresh requests during load all answered: "
+      f"{'yes' if all(r['fresh_worst_ms'] != 'FAIL' for r in rows if r['server'] == 'vitals') else 'NO'}")
+PY
+cat "$OUT/table.md"
+{
+  echo "## 3. \`/health\` throughput: vitals against nginx serving the same bytes"
+  echo
+  echo "Run $DATE_START on $(machine_line); load average at start $LOAD_START, at end $(cut -d' ' -f1-3 /proc/loadavg)."
+  echo "Command: \`bench/http_throughput.sh\` (REPS=$REPS DURATION=$DURATION CONNS=\"$CONNS\"): \`wrk -t1 -cN -d$DURATION --latency\`,"
+  echo "nginx 1 worker serving a $(wc -c <"$OUT/www/health")-byte copy of the agent's /health body; medians over repetitions."
+  echo "wrk shares the 2 vCPUs with the server. \"Fresh GET\": a new curl connection each second during each run."
+  [ -n "${POCO_ANCHOR:-}" ] && echo "poco: the anchors' poco_health_server --mode tuned --threads 1024 --queued 4096 --nodelay (300-byte body)."
+  echo
+  cat "$OUT/table.md"
+} >"$OUT/section.md"
+results_section http "$OUT/section.md"
