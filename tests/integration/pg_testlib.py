@@ -29,7 +29,8 @@ import shutil
 import signal
 import stat
 import subprocess
-import time
+
+from vitals_testlib import wait_for
 
 PG_BIN = os.environ.get("VITALS_PG_BIN", "/usr/lib/postgresql/15/bin")
 
@@ -39,17 +40,7 @@ def pg_available():
 
 
 def _wait(predicate, timeout, what):
-    end = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < end:
-        try:
-            last = predicate()
-            if last:
-                return last
-        except Exception as e:  # noqa: BLE001 - keep polling, report the last error
-            last = e
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+    return wait_for(predicate, timeout, interval=0.05, what=what)
 
 
 class PgCluster:
