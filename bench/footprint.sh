@@ -21,14 +21,8 @@ PG_PORT=$(free_port)
 OLLAMA_PORT=$(free_port)
 MCP_PORT=$(free_port)
 AGENT_PORT=$(free_port)
-PIDS=()
-cleanup() {
-  set +e
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
-  stop_pg "$OUT/pg"
-}
-trap cleanup EXIT
+on_exit() { stop_pg "$OUT/pg"; }
+stop_pids_on_exit
 
 start_pg "$OUT/pg" "$PG_PORT"
 python3 "$REPO/tests/fakes/ollama/fake_ollama.py" --port "$OLLAMA_PORT" --scenario loaded >"$OUT/ollama.log" 2>&1 &

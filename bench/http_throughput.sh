@@ -24,13 +24,7 @@ chmod 755 "$OUT" "$OUT/www"
 
 NGINX_PORT=$(free_port)
 AGENT_PORT=$(free_port)
-PIDS=()
-cleanup() {
-  set +e
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
-}
-trap cleanup EXIT
+stop_pids_on_exit
 
 cat >"$OUT/nginx.conf" <<NGINX
 worker_processes 1;

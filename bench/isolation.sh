@@ -23,13 +23,7 @@ chmod 755 "$OUT" "$OUT/plugins"
 install -m 644 "$VITALS_BUILD/lib/vitals/plugins/tcp.so" "$VITALS_BUILD/lib/vitals/plugins/exec.so" "$FAKE" "$OUT/plugins/"
 
 DEP_PORT=$(free_port)
-PIDS=()
-cleanup() {
-  set +e
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
-}
-trap cleanup EXIT
+stop_pids_on_exit
 python3 -c '
 import socket, sys
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

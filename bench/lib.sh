@@ -30,6 +30,20 @@ build_vitals() {   # configures and builds $VITALS_BUILD (Release-like RelWithDe
   [ -x "$VITALS" ] || { echo "no vitals binary in $VITALS_BUILD" >&2; exit 1; }
 }
 
+# Every script keeps the pids it starts in PIDS; on exit they are killed and reaped, then the
+# script's own on_exit (if it defines one) runs.
+PIDS=()
+stop_pids_on_exit() {
+  trap '_stop_pids' EXIT
+}
+_stop_pids() {
+  set +e
+  local p
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
+  declare -F on_exit >/dev/null && on_exit
+}
+
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 wait_http() {   # url [tries]: waits until the URL answers at all

@@ -21,13 +21,7 @@ rm -rf "$OUT"
 mkdir -p "$OUT"
 DEP_PORT=$(free_port)
 AGENT_PORT=$(free_port)
-PIDS=()
-cleanup() {
-  set +e
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
-}
-trap cleanup EXIT
+stop_pids_on_exit
 python3 -c '
 import socket, sys
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

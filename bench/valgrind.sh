@@ -15,13 +15,7 @@ rm -rf "$OUT"
 mkdir -p "$OUT"
 DEP_PORT=$(free_port)
 AGENT_PORT=$(free_port)
-PIDS=()
-cleanup() {
-  set +e
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
-}
-trap cleanup EXIT
+stop_pids_on_exit
 python3 -m http.server --bind 127.0.0.1 "$DEP_PORT" --directory "$OUT" >/dev/null 2>&1 &
 PIDS+=($!)
 wait_http "http://127.0.0.1:$DEP_PORT/"
