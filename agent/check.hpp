@@ -1,5 +1,5 @@
-// `vitals check`: the HEALTHCHECK client. Depends on libc only, so it starts in about a
-// millisecond; exits 0 if the agent answers 200, else 1 (always 0 or 1: Docker reserves 2).
+// `vitals check`: the HEALTHCHECK client. Depends on libc (and libstdc++) only, so it starts in
+// about a millisecond; exits 0 if the agent answers 200, else 1 (always 0 or 1: Docker reserves 2).
 #pragma once
 
 namespace vitals {

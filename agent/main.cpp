@@ -1,4 +1,4 @@
-// The `vitals` command. `check` (the HEALTHCHECK client) is answered right here with libc only;
+// The `vitals` command. `check` (the HEALTHCHECK client) is answered right here without Poco;
 // every other subcommand loads the agent library (Poco, yaml-cpp, spdlog) and runs it.
 #include <dlfcn.h>
 
