@@ -111,7 +111,7 @@ void warn_unused_refusals(const Prepared& p) {
 class Agent {
  public:
   Agent(std::string path, std::optional<int> notify_flag)
-      : path_(std::move(path)), notify_flag_(notify_flag), health_(VITALS_VERSION) {}
+      : path_(std::move(path)), notify_flag_(notify_flag) {}
 
   int run() {
     std::vector<std::string> errors;

@@ -43,8 +43,6 @@ const ProbeView* Snapshot::find(std::string_view name) const {
   return nullptr;
 }
 
-Health::Health(std::string version) : version_(std::move(version)) {}
-
 void Health::set_probes(std::vector<std::shared_ptr<Probe>> probes, Millis start_period,
                         bool details) {
   std::lock_guard lock(mutex_);

@@ -47,17 +47,13 @@ struct Snapshot {
 
 class Health {
  public:
-  explicit Health(std::string version);
   void set_probes(std::vector<std::shared_ptr<Probe>> probes, Millis start_period, bool details);
   std::vector<std::shared_ptr<Probe>> probes() const;
   // Takes a consistent view; also latches "has been ready" for the starting tier.
   Snapshot snapshot();
-  bool ever_ready() const { return ever_ready_; }
-  const std::string& version() const { return version_; }
   WallTime started_at() const { return started_wall_; }
 
  private:
-  std::string version_;
   SteadyTime started_ = std::chrono::steady_clock::now();
   WallTime started_wall_ = std::chrono::system_clock::now();
   mutable std::mutex mutex_;

@@ -39,7 +39,7 @@ void require(bool ok, const char* what) {
 }
 
 struct Fixture {
-  vitals::Health health{"9.9.9"};
+  vitals::Health health;
   vitals::HttpBackend backend;
   std::shared_ptr<vitals::PluginHost> plugins;  // keeps the plugins loaded
 

@@ -166,7 +166,7 @@ TEST_CASE("HTTP routing answers from the snapshot", "[http]") {
                    {}, errors);
   REQUIRE(p);
   for (auto& probe : p->probes) probe->record(probe->run_once());
-  Health health("9.9.9");
+  Health health;
   health.set_probes(p->probes, Millis(0), true);
   HttpBackend b{[&] { return health.snapshot(); }, [] { return AgentFacts{"9.9.9"}; },
                 [] { return true; }};
