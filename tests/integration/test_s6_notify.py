@@ -347,7 +347,9 @@ exec {self.notify_cmd(cfg, "db")} {prog}
         self.assertEqual(len(processes_with(cfg)), 1)
         os.unlink(gate)
         wait_for(lambda: processes_with(cfg) == [], 30, what="the poller to exit after PROG")
-        self.assertEqual(self.scan.svstat("db", "up,ready"), ["false", "false"])
+        # The poller may see PROG go before s6-supervise has reaped it: wait for "down" first.
+        self.assertEqual(self.scan.svwait("-d", "db", 30000), 0)
+        self.assertEqual(self.scan.svstat("db", "up,ready,exitcode"), ["false", "false", "3"])
 
     # ---- --deadline and warn -------------------------------------------------------------------
 
