@@ -1,20 +1,47 @@
 #include "http.hpp"
 
-#include <Poco/Net/HTTPRequestHandler.h>
-#include <Poco/Net/HTTPRequestHandlerFactory.h>
-#include <Poco/Net/HTTPServerParams.h>
-#include <Poco/Net/HTTPServerRequest.h>
-#include <Poco/Net/HTTPServerRequestImpl.h>
-#include <Poco/Net/HTTPServerResponse.h>
-#include <Poco/Net/ServerSocket.h>
+#include <Poco/DateTimeFormat.h>
+#include <Poco/DateTimeFormatter.h>
+#include <Poco/MemoryStream.h>
+#include <Poco/Net/HTTPRequest.h>
+#include <Poco/Net/HTTPResponse.h>
 #include <Poco/Net/SocketAddress.h>
+#include <Poco/NumberParser.h>
+#include <Poco/String.h>
 #include <Poco/URI.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <spdlog/spdlog.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <array>
+#include <cctype>
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <system_error>
 
 namespace vitals {
 
 namespace {
 
-constexpr int kMaxThreads = 1024;
+using namespace std::chrono_literals;
+
+constexpr std::size_t kMaxConnections = 4096;   // more are accepted and closed at once
+constexpr std::size_t kOutputHigh = 256 * 1024;  // stop answering pipelined requests above this
+constexpr auto kRequestTimeout = 5s;    // a request head must arrive within this of its first byte
+constexpr auto kKeepAliveTimeout = 10s;  // an idle connection between requests
+constexpr auto kSendTimeout = 5s;       // a client that reads nothing for this long is dropped
+constexpr auto kLingerTimeout = 2s;     // after our last response: wait this long for the client's
+                                        // EOF, so unread input does not turn our close into a reset
+constexpr auto kSweepEvery = 250ms;
+
+// epoll tags of the two fds that are not connections.
+char listen_tag;
+char wake_tag;
 
 Reply text(int status, std::string body) {
   Reply r;
@@ -31,44 +58,54 @@ Reply json(int status, std::string body) {
   return r;
 }
 
-class Handler : public Poco::Net::HTTPRequestHandler {
- public:
-  explicit Handler(const HttpBackend& backend) : backend_(backend) {}
-  void handleRequest(Poco::Net::HTTPServerRequest& req,
-                     Poco::Net::HTTPServerResponse& resp) override {
-    static_cast<Poco::Net::HTTPServerRequestImpl&>(req).socket().setNoDelay(true);
-    const bool has_body = req.getChunkedTransferEncoding() ||
-                          (req.hasContentLength() && req.getContentLength64() > 0);
-    // Poco echoes the request's version in the status line; only answer versions we speak.
-    const bool known_version = req.getVersion() == Poco::Net::HTTPMessage::HTTP_1_1 ||
-                               req.getVersion() == Poco::Net::HTTPMessage::HTTP_1_0;
-    const Reply r = known_version ? route(req.getMethod(), req.getURI(), has_body, backend_)
-                                  : text(400, "unsupported HTTP version\n");
-    if (!known_version) resp.setVersion(Poco::Net::HTTPMessage::HTTP_1_1);
-    // The unread body (or an unknown framing) must never be taken as the next request.
-    if (has_body || !known_version) resp.setKeepAlive(false);
-    resp.setStatusAndReason(static_cast<Poco::Net::HTTPResponse::HTTPStatus>(r.status));
-    resp.setContentType(r.content_type);
-    resp.set("Cache-Control", "no-store");
-    if (r.allow_header) resp.set("Allow", "GET, HEAD");
-    resp.sendBuffer(r.body.data(), r.body.size());
+// RFC 9110 Date, formatted once a second.
+const std::string& http_date() {
+  thread_local std::time_t cached = 0;
+  thread_local std::string text;
+  const std::time_t now = std::time(nullptr);
+  if (now != cached) {
+    cached = now;
+    text = Poco::DateTimeFormatter::format(Poco::Timestamp::fromEpochTime(now),
+                                           Poco::DateTimeFormat::HTTP_FORMAT);
   }
+  return text;
+}
 
- private:
-  const HttpBackend& backend_;
-};
+std::string render(const Reply& r, bool head_only, bool close) {
+  std::string out;
+  out.reserve(192 + (head_only ? 0 : r.body.size()));
+  out += "HTTP/1.1 ";
+  out += std::to_string(r.status);
+  out += ' ';
+  out += Poco::Net::HTTPResponse::getReasonForStatus(
+      static_cast<Poco::Net::HTTPResponse::HTTPStatus>(r.status));
+  out += "\r\nDate: ";
+  out += http_date();
+  out += "\r\nContent-Type: ";
+  out += r.content_type;
+  out += "\r\nCache-Control: no-store\r\nContent-Length: ";
+  out += std::to_string(r.body.size());
+  out += close ? "\r\nConnection: close\r\n" : "\r\nConnection: keep-alive\r\n";
+  if (r.allow_header) out += "Allow: GET, HEAD\r\n";
+  out += "\r\n";
+  if (!head_only) out += r.body;
+  return out;
+}
 
-class Factory : public Poco::Net::HTTPRequestHandlerFactory {
- public:
-  explicit Factory(HttpBackend backend) : backend_(std::move(backend)) {}
-  Poco::Net::HTTPRequestHandler* createRequestHandler(
-      const Poco::Net::HTTPServerRequest&) override {
-    return new Handler(backend_);
+// The end of the head starting at `from`: just past the first empty line, or npos.
+std::size_t head_end(std::string_view in, std::size_t from) {
+  for (std::size_t i = in.find('\n', from); i != std::string_view::npos; i = in.find('\n', i + 1)) {
+    if (i + 1 < in.size() && in[i + 1] == '\n') return i + 2;
+    if (i + 2 < in.size() && in[i + 1] == '\r' && in[i + 2] == '\n') return i + 3;
   }
+  return std::string_view::npos;
+}
 
- private:
-  HttpBackend backend_;
-};
+// RFC 9110 5.6.2 token characters, which a method consists of.
+bool is_tchar(char ch) {
+  return std::isalnum(static_cast<unsigned char>(ch)) ||
+         std::string_view("!#$%&'*+-.^_`|~").find(ch) != std::string_view::npos;
+}
 
 }  // namespace
 
@@ -141,35 +178,302 @@ Reply route(const std::string& method, const std::string& uri, bool has_body,
   return text(404, "not found\n");
 }
 
-HttpServer::HttpServer(const std::string& listen, HttpBackend backend) {
-  Poco::Net::ServerSocket socket;
-  socket.bind(Poco::Net::SocketAddress(listen), true);
-  socket.listen(1024);
-  // 16 threads stay ready for bursts; the pool grows to kMaxThreads and shrinks after 60 s idle.
-  pool_ = std::make_unique<Poco::ThreadPool>(16, kMaxThreads, 60, 256 * 1024);
-  auto* params = new Poco::Net::HTTPServerParams;
-  params->setMaxThreads(kMaxThreads);
-  params->setMaxQueued(4096);
-  params->setTimeout(Poco::Timespan(5, 0));  // a request must arrive within 5 s
-  params->setKeepAlive(true);
-  params->setMaxKeepAliveRequests(0);
-  params->setKeepAliveTimeout(Poco::Timespan(10, 0));
-  server_ = std::make_unique<Poco::Net::HTTPServer>(new Factory(std::move(backend)), *pool_, socket,
-                                                    params);
+HeadParse parse_request_head(std::string_view in, RequestHead& out, std::size_t& used) {
+  // RFC 9112 2.2: one empty line before a request line is ignored; more is malformed.
+  std::size_t start = 0;
+  if (in.substr(0, 2) == "\r\n") {
+    start = 2;
+  } else if (in.substr(0, 1) == "\n") {
+    start = 1;
+  }
+  if (in.size() > start && (in[start] == '\r' || in[start] == '\n')) {
+    return in.size() > start + 1 || in[start] == '\n' ? HeadParse::Malformed
+                                                        : HeadParse::Incomplete;
+  }
+  // A method that is not a token is garbage (a TLS hello, binary): say so at once.
+  std::size_t method_end = start;
+  while (method_end < in.size() && in[method_end] != ' ') {
+    if (!is_tchar(in[method_end]) || method_end - start >= 32) return HeadParse::Malformed;
+    ++method_end;
+  }
+  if (method_end == start && method_end < in.size()) return HeadParse::Malformed;
+  const std::size_t end = head_end(in, start);
+  if (end == std::string_view::npos) {
+    return in.size() - start > kMaxRequestHead ? HeadParse::Malformed : HeadParse::Incomplete;
+  }
+  if (end - start > kMaxRequestHead) return HeadParse::Malformed;
+
+  Poco::MemoryInputStream stream(in.data() + start, end - start);
+  Poco::Net::HTTPRequest request;
+  try {
+    request.read(stream);
+  } catch (const Poco::Exception&) {
+    return HeadParse::Malformed;
+  }
+  // Poco stops at a bare CR line; the head must be exactly what was found above.
+  if (stream.peek() != std::char_traits<char>::eof()) return HeadParse::Malformed;
+
+  out = RequestHead{};
+  out.method = request.getMethod();
+  out.uri = request.getURI();
+  out.known_version = request.getVersion() == Poco::Net::HTTPMessage::HTTP_1_1 ||
+                      request.getVersion() == Poco::Net::HTTPMessage::HTTP_1_0;
+  out.keep_alive = request.getKeepAlive();
+  for (const auto& [name, value] : request) {
+    if (Poco::icompare(name, "Transfer-Encoding") == 0) out.has_body = true;
+    if (Poco::icompare(name, "Content-Length") == 0) {
+      Poco::UInt64 length = 0;
+      if (!Poco::NumberParser::tryParseUnsigned64(Poco::trim(value), length)) {
+        return HeadParse::Malformed;
+      }
+      if (length > 0) out.has_body = true;
+    }
+  }
+  used = end;
+  return HeadParse::Complete;
+}
+
+std::string respond(const RequestHead& head, const HttpBackend& backend, bool& close) {
+  // An unread body (or an unknown framing) must never be taken for the next request.
+  close = !head.keep_alive || head.has_body || !head.known_version;
+  Reply r;
+  try {
+    r = head.known_version ? route(head.method, head.uri, head.has_body, backend)
+                           : text(400, "unsupported HTTP version\n");
+  } catch (const std::exception& e) {
+    spdlog::error("http: unable to answer {} {}: {}", head.method, head.uri, e.what());
+    r = text(500, "internal error\n");
+    close = true;
+  }
+  return render(r, head.method == "HEAD", close);
+}
+
+std::string respond_malformed() {
+  return render(text(400, "malformed request\n"), false, true);
+}
+
+// ---- the event loop --------------------------------------------------------------------------
+
+struct HttpServer::Connection {
+  int fd = -1;
+  std::string in;           // received, not yet answered
+  std::string out;          // to send
+  std::size_t sent = 0;     // bytes of `out` already sent
+  bool closing = false;     // close once `out` is sent
+  bool lingering = false;   // write side shut; discarding input until EOF or the deadline
+  bool peer_done = false;   // the client shut its write side
+  std::uint32_t events = 0; // the epoll interest
+  Clock::time_point deadline;
+};
+
+HttpServer::HttpServer(const std::string& listen, HttpBackend backend)
+    : backend_(std::move(backend)) {
+  socket_.bind(Poco::Net::SocketAddress(listen), true);
+  socket_.listen(1024);
+  socket_.setBlocking(false);
+  epoll_ = epoll_create1(EPOLL_CLOEXEC);
+  wake_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (epoll_ < 0 || wake_ < 0) throw std::system_error(errno, std::generic_category(), "epoll");
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.ptr = &listen_tag;
+  epoll_ctl(epoll_, EPOLL_CTL_ADD, socket_.impl()->sockfd(), &ev);
+  ev.data.ptr = &wake_tag;
+  epoll_ctl(epoll_, EPOLL_CTL_ADD, wake_, &ev);
 }
 
 HttpServer::~HttpServer() {
   stop();
+  for (auto& [fd, c] : connections_) ::close(fd);
+  if (epoll_ >= 0) ::close(epoll_);
+  if (wake_ >= 0) ::close(wake_);
 }
 
 void HttpServer::start() {
-  server_->start();
+  thread_ = std::thread([this] { loop(); });
 }
 
 void HttpServer::stop() {
-  if (server_) {
-    server_->stopAll(true);
-    server_.reset();
+  if (!thread_.joinable()) return;
+  stopping_ = true;
+  const std::uint64_t one = 1;
+  [[maybe_unused]] auto n = ::write(wake_, &one, sizeof one);
+  thread_.join();
+}
+
+void HttpServer::loop() {
+  std::array<epoll_event, 256> events;
+  auto next_sweep = Clock::now() + kSweepEvery;
+  while (!stopping_) {
+    // Deadlines need a tick only while connections are open (or accepting is paused).
+    const bool idle = connections_.empty() && accepting_;
+    const int n = epoll_wait(epoll_, events.data(), events.size(),
+                             idle ? -1 : static_cast<int>(kSweepEvery.count()));
+    if (n < 0 && errno != EINTR) {
+      spdlog::error("http: epoll_wait failed: {}", std::strerror(errno));
+      return;
+    }
+    const auto now = Clock::now();
+    for (int i = 0; i < n; ++i) {
+      void* tag = events[i].data.ptr;
+      if (tag == &listen_tag) {
+        accept_all(now);
+      } else if (tag != &wake_tag) {
+        auto* c = static_cast<Connection*>(tag);
+        try {
+          if (c->fd >= 0) on_event(*c, events[i].events, now);
+        } catch (const std::exception& e) {  // out of memory: lose this connection, not the loop
+          spdlog::error("http: dropping a connection: {}", e.what());
+          if (c->fd >= 0) drop(*c);
+        }
+      }
+    }
+    if (now >= next_sweep) {
+      sweep(now);
+      next_sweep = now + kSweepEvery;
+    }
+    for (int fd : dropped_) {
+      ::close(fd);
+      connections_.erase(fd);
+    }
+    dropped_.clear();
+  }
+}
+
+void HttpServer::accept_all(Clock::time_point now) {
+  for (int i = 0; i < 64; ++i) {
+    const int fd = ::accept4(socket_.impl()->sockfd(), nullptr, nullptr,
+                             SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+        // Out of fds: stop polling the listener for a moment instead of spinning on it.
+        spdlog::warn("http: unable to accept a connection: {}", std::strerror(errno));
+        epoll_ctl(epoll_, EPOLL_CTL_DEL, socket_.impl()->sockfd(), nullptr);
+        accepting_ = false;
+        resume_accept_ = now + 100ms;
+      }
+      return;  // EAGAIN, or a connection that died before accept
+    }
+    if (connections_.size() >= kMaxConnections) {
+      ::close(fd);
+      continue;
+    }
+    const int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    auto c = std::make_unique<Connection>();
+    c->fd = fd;
+    c->deadline = now + kRequestTimeout;
+    c->events = EPOLLIN;
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.ptr = c.get();
+    if (epoll_ctl(epoll_, EPOLL_CTL_ADD, fd, &ev) != 0) {
+      ::close(fd);
+      continue;
+    }
+    connections_[fd] = std::move(c);
+  }
+}
+
+void HttpServer::on_event(Connection& c, std::uint32_t events, Clock::time_point now) {
+  if (events & EPOLLERR) return drop(c);
+  if (events & (EPOLLIN | EPOLLHUP)) {
+    std::array<char, 64 * 1024> buf;
+    const ssize_t n = ::recv(c.fd, buf.data(), buf.size(), 0);
+    if (n < 0 && errno != EAGAIN && errno != EINTR) return drop(c);
+    if (n == 0) {
+      if (c.lingering) return drop(c);
+      c.peer_done = true;  // answer what it sent, then close
+    }
+    if (c.lingering) return;  // input after our last response is discarded
+    if (n > 0) {
+      if (c.in.empty()) c.deadline = now + kRequestTimeout;  // a request starts arriving
+      c.in.append(buf.data(), static_cast<std::size_t>(n));
+    }
+  }
+  serve(c, now);
+}
+
+// Answers the complete requests in `c.in`, in order, and sends what the socket takes.
+void HttpServer::serve(Connection& c, Clock::time_point now) {
+  for (bool more = true; more;) {
+    more = false;  // set when answering stopped at kOutputHigh with requests left
+    std::size_t pos = 0;
+    while (!c.closing) {
+      if (c.out.size() - c.sent >= kOutputHigh) {
+        more = true;
+        break;
+      }
+      RequestHead head;
+      std::size_t used = 0;
+      const HeadParse parsed = parse_request_head(std::string_view(c.in).substr(pos), head, used);
+      if (parsed == HeadParse::Incomplete) {
+        c.closing = c.peer_done;
+        break;
+      }
+      if (parsed == HeadParse::Malformed) {
+        c.out += respond_malformed();
+        c.closing = true;
+        break;
+      }
+      bool close = false;
+      c.out += respond(head, backend_, close);
+      c.closing = close;
+      pos += used;
+    }
+    c.in.erase(0, c.closing ? c.in.size() : pos);
+
+    while (c.sent < c.out.size()) {
+      const ssize_t n = ::send(c.fd, c.out.data() + c.sent, c.out.size() - c.sent, MSG_NOSIGNAL);
+      if (n < 0) {
+        if (errno == EAGAIN || errno == EINTR) break;
+        return drop(c);
+      }
+      c.sent += static_cast<std::size_t>(n);
+      c.deadline = now + kSendTimeout;
+    }
+    if (c.sent < c.out.size()) return watch(c, EPOLLOUT);  // resumes when the client reads
+    c.out.clear();
+    c.sent = 0;
+  }
+  if (c.closing) {
+    if (c.peer_done) return drop(c);
+    // Half-close, then read until the client closes too (or the linger deadline).
+    ::shutdown(c.fd, SHUT_WR);
+    c.lingering = true;
+    c.in.clear();
+    c.deadline = now + kLingerTimeout;
+  } else if (c.in.empty()) {
+    c.deadline = now + kKeepAliveTimeout;
+  }
+  watch(c, EPOLLIN);
+}
+
+void HttpServer::watch(Connection& c, std::uint32_t events) {
+  if (c.events == events) return;
+  c.events = events;
+  epoll_event ev{};
+  ev.events = events;
+  ev.data.ptr = &c;
+  epoll_ctl(epoll_, EPOLL_CTL_MOD, c.fd, &ev);
+}
+
+void HttpServer::drop(Connection& c) {
+  epoll_ctl(epoll_, EPOLL_CTL_DEL, c.fd, nullptr);
+  dropped_.push_back(c.fd);
+  c.fd = -1;
+}
+
+void HttpServer::sweep(Clock::time_point now) {
+  for (auto& [fd, c] : connections_) {
+    if (c->fd >= 0 && now >= c->deadline) drop(*c);
+  }
+  if (!accepting_ && now >= resume_accept_) {
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.ptr = &listen_tag;
+    epoll_ctl(epoll_, EPOLL_CTL_ADD, socket_.impl()->sockfd(), &ev);
+    accepting_ = true;
   }
 }
 

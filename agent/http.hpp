@@ -1,14 +1,20 @@
 // The agent's one HTTP listener: /health, /health/<probe>, /livez, /readyz, /metrics.
-// Answers from memory only. Poco serves one connection per thread, so the pool is sized for
-// hundreds of idle or half-sent connections and every read has a deadline.
+// Answers from memory only, so one event-loop thread (epoll) serves every connection: a request
+// costs no thread hand-off, and a thousand open connections cost a thousand small buffers, not a
+// thousand threads. Poco parses each request head; every connection has a deadline.
 #pragma once
 
-#include <Poco/Net/HTTPServer.h>
-#include <Poco/ThreadPool.h>
+#include <Poco/Net/ServerSocket.h>
 
+#include <atomic>
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
+#include <thread>
+#include <unordered_map>
+#include <vector>
 
 #include "health.hpp"
 #include "metrics.hpp"
@@ -40,6 +46,24 @@ struct Reply {
 Reply route(const std::string& method, const std::string& uri, bool has_body,
             const HttpBackend& backend);
 
+// One request head, as read off the wire.
+struct RequestHead {
+  std::string method;
+  std::string uri;
+  bool known_version = false;  // HTTP/1.0 or HTTP/1.1
+  bool keep_alive = false;     // HTTP/1.1 unless "Connection: close"; 1.0 with "keep-alive"
+  bool has_body = false;       // Transfer-Encoding, or a Content-Length above 0
+};
+enum class HeadParse { Incomplete, Complete, Malformed };
+constexpr std::size_t kMaxRequestHead = 16 * 1024;
+// Reads the request head at the front of `in`. Complete: `used` is its length in bytes.
+// Malformed: unparseable, or no end within kMaxRequestHead bytes. Pure; fuzzed.
+HeadParse parse_request_head(std::string_view in, RequestHead& out, std::size_t& used);
+// The bytes answering one request (no body for HEAD); `close` says the connection ends after it.
+std::string respond(const RequestHead& head, const HttpBackend& backend, bool& close);
+// The bytes answering a malformed request; the connection ends after it.
+std::string respond_malformed();
+
 class HttpServer {
  public:
   HttpServer(const std::string& listen, HttpBackend backend);  // binds; throws on failure
@@ -48,8 +72,26 @@ class HttpServer {
   void stop();
 
  private:
-  std::unique_ptr<Poco::ThreadPool> pool_;
-  std::unique_ptr<Poco::Net::HTTPServer> server_;
+  struct Connection;
+  using Clock = std::chrono::steady_clock;
+  void loop();
+  void accept_all(Clock::time_point now);
+  void on_event(Connection& c, std::uint32_t events, Clock::time_point now);
+  void serve(Connection& c, Clock::time_point now);
+  void watch(Connection& c, std::uint32_t events);
+  void drop(Connection& c);
+  void sweep(Clock::time_point now);
+
+  HttpBackend backend_;
+  Poco::Net::ServerSocket socket_;
+  int epoll_ = -1;
+  int wake_ = -1;  // eventfd: stop() writes it to end the loop
+  std::atomic<bool> stopping_{false};
+  std::thread thread_;
+  std::unordered_map<int, std::unique_ptr<Connection>> connections_;  // by fd
+  std::vector<int> dropped_;  // closed at the end of the current batch of events
+  bool accepting_ = true;     // false for a moment after running out of fds
+  Clock::time_point resume_accept_{};
 };
 
 }  // namespace vitals

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Target 6: isolation. /health latency under wrk -c32 for three agents, interleaved per repetition:
-#   base     two tcp probes
-#   hung     the same plus a probe whose plugin never returns (tests/fakes fake-hangs: a run that
+#   base     three tcp probes
+#   hung     two of them plus a probe whose plugin never returns (tests/fakes fake-hangs: a run that
 #            hangs past its 200 ms timeout, forever)
-#   timeouts the same as base plus an exec probe that runs past its 200 ms timeout every second
+#   timeouts two of them plus an exec probe that runs past its 200 ms timeout every second
 #            (`sleep 5`, killed at the deadline)
 # Knobs: REPS=6 DURATION=5s (and lib.sh's knobs). Verdict: the median over repetitions of
 # p99(agent) / p99(base) within the repetition.
@@ -40,6 +40,9 @@ for v in base hung timeouts; do
     echo "probes:"
     echo "  web: {plugin: tcp, interval: 1s, options: {port: $DEP_PORT}}"
     echo "  web2: {plugin: tcp, tier: optional, interval: 1s, options: {port: $DEP_PORT}}"
+    # The same number of probes everywhere (the /health body, and so its cost, stays the same):
+    # base's third probe is a well-behaved optional tcp probe.
+    [ "$v" = base ] && echo "  quiet: {plugin: tcp, tier: optional, interval: 1s, options: {port: $DEP_PORT}}"
     [ "$v" = hung ] && echo "  stuck: {plugin: fake-hangs, tier: optional, interval: 1s, timeout: 200ms}"
     [ "$v" = timeouts ] && echo "  slow: {plugin: exec, tier: optional, interval: 1s, timeout: 200ms, options: {command: [sleep, '5']}}"
   } >"$OUT/$v.yaml"

@@ -18,7 +18,7 @@ RUNS=${RUNS:-1000000}
 MAX_LEN=${MAX_LEN:-4096}
 JOBS=${JOBS:-$(nproc)}
 TARGETS=("$@")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(config http)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(config http wire)
 
 command -v clang++ >/dev/null || { echo "missing clang++ (apt-get install clang libclang-rt-14-dev)" >&2; exit 1; }
 

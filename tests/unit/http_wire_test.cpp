@@ -1,0 +1,113 @@
+// The request-head parser and the bytes the agent answers with, without a socket.
+#include <catch2/catch.hpp>
+
+#include <string>
+
+#include "http.hpp"
+
+using namespace vitals;
+
+namespace {
+
+struct Parsed {
+  HeadParse result;
+  RequestHead head;
+  std::size_t used = 0;
+};
+
+Parsed parse(const std::string& in) {
+  Parsed p;
+  p.result = parse_request_head(in, p.head, p.used);
+  return p;
+}
+
+const HttpBackend kBackend{[] { return Snapshot{}; }, [] { return AgentFacts{"9.9.9"}; },
+                           [] { return true; }};
+
+}  // namespace
+
+TEST_CASE("request heads: complete, incomplete or malformed", "[http]") {
+  struct Row {
+    std::string in;
+    HeadParse want;
+  };
+  const std::string big(kMaxRequestHead, 'a');
+  const std::vector<Row> rows = {
+      {"GET /health HTTP/1.1\r\nHost: x\r\n\r\n", HeadParse::Complete},
+      {"GET /health HTTP/1.1\n\n", HeadParse::Complete},
+      {"\r\nGET /health HTTP/1.1\r\n\r\n", HeadParse::Complete},  // one empty line is ignored
+      {"GET /health HTTP/1.1\r\nHost: x\r\n", HeadParse::Incomplete},
+      {"GET /hea", HeadParse::Incomplete},
+      {"", HeadParse::Incomplete},
+      {"\r", HeadParse::Incomplete},
+      {"\r\n\r\n\r\n\r\n", HeadParse::Malformed},
+      {"GET\r\n\r\n", HeadParse::Malformed},
+      {"GET /health\r\n\r\n", HeadParse::Malformed},
+      {"G\x01T /health HTTP/1.1\r\n", HeadParse::Malformed},  // before the head ends
+      {"\x16\x03\x01\x02\x00", HeadParse::Malformed},         // a TLS hello
+      {std::string(33, 'M') + " / HTTP/1.1\r\n\r\n", HeadParse::Malformed},
+      {"GET /?" + big + " HTTP/1.1\r\n", HeadParse::Malformed},  // no end within the limit
+      {"GET / HTTP/1.1\r\nX: " + big + "\r\n\r\n", HeadParse::Malformed},
+      {"GET / HTTP/1.1\r\nContent-Length: abc\r\n\r\n", HeadParse::Malformed},
+      {"GET / HTTP/1.1\r\nContent-Length: -1\r\n\r\n", HeadParse::Malformed},
+      {"GET / HTTP/1.1\r\nX: a\r\r\n\r\n", HeadParse::Malformed},  // a bare CR
+  };
+  for (const auto& row : rows) {
+    INFO(row.in.substr(0, 60));
+    CHECK(parse(row.in).result == row.want);
+  }
+}
+
+TEST_CASE("a complete head says how much it used, its version, keep-alive and body", "[http]") {
+  const std::string two = "GET /livez HTTP/1.1\r\nHost: x\r\n\r\nGET /readyz HTTP/1.0\r\n\r\n";
+  Parsed p = parse(two);
+  REQUIRE(p.result == HeadParse::Complete);
+  CHECK(p.head.method == "GET");
+  CHECK(p.head.uri == "/livez");
+  CHECK(p.head.known_version);
+  CHECK(p.head.keep_alive);
+  CHECK_FALSE(p.head.has_body);
+  Parsed q = parse(two.substr(p.used));
+  REQUIRE(q.result == HeadParse::Complete);
+  CHECK(q.head.uri == "/readyz");
+  CHECK_FALSE(q.head.keep_alive);  // HTTP/1.0 without "Connection: keep-alive"
+  CHECK(q.used == two.size() - p.used);
+
+  CHECK(parse("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").head.keep_alive);
+  CHECK_FALSE(parse("GET / HTTP/1.1\r\nConnection: close\r\n\r\n").head.keep_alive);
+  CHECK_FALSE(parse("GET / HTTP/2.0\r\n\r\n").head.known_version);
+  CHECK_FALSE(parse("GET / HTTP/1.1\r\nContent-Length: 0\r\n\r\n").head.has_body);
+  CHECK(parse("GET / HTTP/1.1\r\ncontent-length: 5\r\n\r\nhello").head.has_body);
+  CHECK(parse("GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n").head.has_body);
+  // A second, non-zero length behind a zero one still counts.
+  CHECK(parse("GET / HTTP/1.1\r\nContent-Length: 0\r\nContent-Length: 5\r\n\r\n").head.has_body);
+}
+
+TEST_CASE("responses: status line, framing headers, HEAD without a body", "[http]") {
+  bool close = true;
+  const std::string get = respond(parse("GET /livez HTTP/1.1\r\n\r\n").head, kBackend, close);
+  CHECK_FALSE(close);
+  CHECK_THAT(get, Catch::StartsWith("HTTP/1.1 200 OK\r\nDate: "));
+  CHECK_THAT(get, Catch::Contains("\r\nContent-Type: text/plain; charset=utf-8\r\n"));
+  CHECK_THAT(get, Catch::Contains("\r\nCache-Control: no-store\r\n"));
+  CHECK_THAT(get, Catch::Contains("\r\nConnection: keep-alive\r\n"));
+  CHECK_THAT(get, Catch::EndsWith("\r\nContent-Length: 3\r\nConnection: keep-alive\r\n\r\nok\n"));
+
+  const std::string head = respond(parse("HEAD /livez HTTP/1.1\r\n\r\n").head, kBackend, close);
+  CHECK_THAT(head, Catch::EndsWith("\r\nContent-Length: 3\r\nConnection: keep-alive\r\n\r\n"));
+
+  const std::string post =
+      respond(parse("POST /livez HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi").head, kBackend, close);
+  CHECK(close);  // the body is never read as a request
+  CHECK_THAT(post, Catch::StartsWith("HTTP/1.1 405 Method Not Allowed\r\n"));
+  CHECK_THAT(post, Catch::Contains("\r\nConnection: close\r\nAllow: GET, HEAD\r\n\r\n"));
+
+  CHECK_THAT(respond(parse("GET / HTTP/1.0\r\n\r\n").head, kBackend, close),
+             Catch::StartsWith("HTTP/1.1 404 Not Found\r\n"));
+  CHECK(close);
+  CHECK_THAT(respond(parse("GET /livez HTTP/2.0\r\n\r\n").head, kBackend, close),
+             Catch::StartsWith("HTTP/1.1 400 Bad Request\r\n"));
+  CHECK(close);
+  CHECK_THAT(respond_malformed(), Catch::StartsWith("HTTP/1.1 400 Bad Request\r\n"));
+  CHECK_THAT(respond_malformed(), Catch::EndsWith("Connection: close\r\n\r\nmalformed request\n"));
+}
