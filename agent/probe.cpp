@@ -132,9 +132,14 @@ RunResult Probe::run_guarded(std::shared_ptr<Probe> self) {
   auto task =
       std::make_shared<std::packaged_task<RunResult()>>([self] { return self->run_once(); });
   auto future = task->get_future();
-  std::thread([task] { (*task)(); }).detach();
-  if (future.wait_for(config_.timeout + Millis(100)) == std::future_status::ready)
+  std::thread runner([task] { (*task)(); });
+  if (future.wait_for(config_.timeout + Millis(100)) == std::future_status::ready) {
+    // The run is over: let its thread finish exiting (and run its libraries' thread-exit
+    // cleanup, e.g. OpenSSL's per-thread state) before the caller goes on, maybe to exit().
+    runner.join();
     return future.get();
+  }
+  runner.detach();  // hung: left behind, as the scheduler leaves a hung run
   return timeout_result(std::chrono::duration<double>(config_.timeout).count());
 }
 
