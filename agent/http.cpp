@@ -30,13 +30,14 @@ namespace {
 
 using namespace std::chrono_literals;
 
-constexpr std::size_t kMaxConnections = 4096;   // more are accepted and closed at once
+constexpr std::size_t kMaxConnections = 4096;    // more are accepted and closed at once
 constexpr std::size_t kOutputHigh = 256 * 1024;  // stop answering pipelined requests above this
-constexpr auto kRequestTimeout = 5s;    // a request head must arrive within this of its first byte
+constexpr auto kRequestTimeout = 5s;     // a request head must arrive within this of its first byte
 constexpr auto kKeepAliveTimeout = 10s;  // an idle connection between requests
-constexpr auto kSendTimeout = 5s;       // a client that reads nothing for this long is dropped
-constexpr auto kLingerTimeout = 2s;     // after our last response: wait this long for the client's
-                                        // EOF, so unread input does not turn our close into a reset
+constexpr auto kSendTimeout = 5s;        // a client that reads nothing for this long is dropped
+// After our last response, wait this long for the client's EOF, so that input we did not read
+// does not turn our close into a reset that destroys the response in flight.
+constexpr auto kLingerTimeout = 2s;
 constexpr auto kSweepEvery = 250ms;
 
 // epoll tags of the two fds that are not connections.
@@ -188,7 +189,7 @@ HeadParse parse_request_head(std::string_view in, RequestHead& out, std::size_t&
   }
   if (in.size() > start && (in[start] == '\r' || in[start] == '\n')) {
     return in.size() > start + 1 || in[start] == '\n' ? HeadParse::Malformed
-                                                        : HeadParse::Incomplete;
+                                                      : HeadParse::Incomplete;
   }
   // A method that is not a token is garbage (a TLS hello, binary): say so at once.
   std::size_t method_end = start;
@@ -256,13 +257,13 @@ std::string respond_malformed() {
 
 struct HttpServer::Connection {
   int fd = -1;
-  std::string in;           // received, not yet answered
-  std::string out;          // to send
-  std::size_t sent = 0;     // bytes of `out` already sent
-  bool closing = false;     // close once `out` is sent
-  bool lingering = false;   // write side shut; discarding input until EOF or the deadline
-  bool peer_done = false;   // the client shut its write side
-  std::uint32_t events = 0; // the epoll interest
+  std::string in;            // received, not yet answered
+  std::string out;           // to send
+  std::size_t sent = 0;      // bytes of `out` already sent
+  bool closing = false;      // close once `out` is sent
+  bool lingering = false;    // write side shut; discarding input until EOF or the deadline
+  bool peer_done = false;    // the client shut its write side
+  std::uint32_t events = 0;  // the epoll interest
   Clock::time_point deadline;
 };
 
@@ -342,8 +343,8 @@ void HttpServer::loop() {
 
 void HttpServer::accept_all(Clock::time_point now) {
   for (int i = 0; i < 64; ++i) {
-    const int fd = ::accept4(socket_.impl()->sockfd(), nullptr, nullptr,
-                             SOCK_NONBLOCK | SOCK_CLOEXEC);
+    const int fd =
+        ::accept4(socket_.impl()->sockfd(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
         // Out of fds: stop polling the listener for a moment instead of spinning on it.

@@ -97,8 +97,9 @@ cat "$OUT/table.md"
   echo
   echo "Run $DATE_START on $(machine_line); load average at start $LOAD_START, at end $(cut -d' ' -f1-3 /proc/loadavg)."
   echo "Command: \`bench/isolation.sh\` (REPS=$REPS DURATION=$DURATION): \`wrk -t1 -c32 -d$DURATION --latency /health\` against three agents"
-  echo "run side by side and measured in turn: base (2 tcp probes), hung (+ fake-hangs, a plugin run that never returns),"
-  echo "timeouts (+ an exec probe killed at its 200 ms deadline every second)."
+  echo "run side by side and measured in turn, each with three probes (so the /health body costs the same): base (3 tcp),"
+  echo "hung (2 tcp + fake-hangs, a plugin run that never returns), timeouts (2 tcp + an exec probe killed at its 200 ms"
+  echo "deadline every second)."
   echo
   cat "$OUT/table.md"
 } >"$OUT/section.md"

@@ -24,8 +24,7 @@ void require(bool ok, const char* what) {
 }
 
 const vitals::HttpBackend kBackend{[] { return vitals::Snapshot{}; },
-                                   [] { return vitals::AgentFacts{"0.0.0"}; },
-                                   [] { return true; }};
+                                   [] { return vitals::AgentFacts{"0.0.0"}; }, [] { return true; }};
 
 }  // namespace
 
