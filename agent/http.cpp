@@ -8,6 +8,7 @@
 #include <Poco/Net/SocketAddress.h>
 #include <Poco/NumberParser.h>
 #include <Poco/String.h>
+#include <Poco/StringTokenizer.h>
 #include <Poco/URI.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -39,6 +40,17 @@ constexpr auto kSendTimeout = 5s;        // a client that reads nothing for this
 // does not turn our close into a reset that destroys the response in flight.
 constexpr auto kLingerTimeout = 2s;
 constexpr auto kSweepEvery = 250ms;
+constexpr std::size_t kIdleBuffer = 16 * 1024;  // larger buffers are freed once drained
+
+// Empties a buffer, giving its memory back if a burst made it large: an idle connection
+// should hold kilobytes, not what its busiest moment needed.
+void release(std::string& buffer) {
+  if (buffer.capacity() > kIdleBuffer) {
+    std::string().swap(buffer);
+  } else {
+    buffer.clear();
+  }
+}
 
 // epoll tags of the two fds that are not connections.
 char listen_tag;
@@ -219,7 +231,10 @@ HeadParse parse_request_head(std::string_view in, RequestHead& out, std::size_t&
   out.uri = request.getURI();
   out.known_version = request.getVersion() == Poco::Net::HTTPMessage::HTTP_1_1 ||
                       request.getVersion() == Poco::Net::HTTPMessage::HTTP_1_0;
-  out.keep_alive = request.getKeepAlive();
+  // Framing: a body is announced by Transfer-Encoding or a Content-Length above 0. Connection
+  // options (RFC 9112 9.3): "close" anywhere closes; HTTP/1.0 stays open only with "keep-alive".
+  bool close_option = false;
+  bool keep_alive_option = false;
   for (const auto& [name, value] : request) {
     if (Poco::icompare(name, "Transfer-Encoding") == 0) out.has_body = true;
     if (Poco::icompare(name, "Content-Length") == 0) {
@@ -229,7 +244,16 @@ HeadParse parse_request_head(std::string_view in, RequestHead& out, std::size_t&
       }
       if (length > 0) out.has_body = true;
     }
+    if (Poco::icompare(name, "Connection") == 0) {
+      for (const auto& option :
+           Poco::StringTokenizer(value, ",", Poco::StringTokenizer::TOK_TRIM)) {
+        if (Poco::icompare(option, "close") == 0) close_option = true;
+        if (Poco::icompare(option, "keep-alive") == 0) keep_alive_option = true;
+      }
+    }
   }
+  const bool http11 = request.getVersion() == Poco::Net::HTTPMessage::HTTP_1_1;
+  out.keep_alive = !close_option && (http11 || keep_alive_option);
   used = end;
   return HeadParse::Complete;
 }
@@ -422,7 +446,11 @@ void HttpServer::serve(Connection& c, Clock::time_point now) {
       c.closing = close;
       pos += used;
     }
-    c.in.erase(0, c.closing ? c.in.size() : pos);
+    if (c.closing || pos == c.in.size()) {
+      release(c.in);
+    } else {
+      c.in.erase(0, pos);
+    }
 
     while (c.sent < c.out.size()) {
       const ssize_t n = ::send(c.fd, c.out.data() + c.sent, c.out.size() - c.sent, MSG_NOSIGNAL);
@@ -434,7 +462,7 @@ void HttpServer::serve(Connection& c, Clock::time_point now) {
       c.deadline = now + kSendTimeout;
     }
     if (c.sent < c.out.size()) return watch(c, EPOLLOUT);  // resumes when the client reads
-    c.out.clear();
+    release(c.out);
     c.sent = 0;
   }
   if (c.closing) {
@@ -442,7 +470,7 @@ void HttpServer::serve(Connection& c, Clock::time_point now) {
     // Half-close, then read until the client closes too (or the linger deadline).
     ::shutdown(c.fd, SHUT_WR);
     c.lingering = true;
-    c.in.clear();
+    release(c.in);
     c.deadline = now + kLingerTimeout;
   } else if (c.in.empty()) {
     c.deadline = now + kKeepAliveTimeout;

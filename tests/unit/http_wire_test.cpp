@@ -75,6 +75,14 @@ TEST_CASE("a complete head says how much it used, its version, keep-alive and bo
 
   CHECK(parse("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").head.keep_alive);
   CHECK_FALSE(parse("GET / HTTP/1.1\r\nConnection: close\r\n\r\n").head.keep_alive);
+  // Connection options are a comma-separated list, over every Connection header, any case.
+  CHECK_FALSE(parse("GET / HTTP/1.0\r\nConnection: foo\r\n\r\n").head.keep_alive);
+  CHECK(parse("GET / HTTP/1.0\r\nConnection: TE, Keep-Alive\r\n\r\n").head.keep_alive);
+  CHECK(parse("GET / HTTP/1.1\r\nConnection: te\r\n\r\n").head.keep_alive);
+  CHECK_FALSE(parse("GET / HTTP/1.1\r\nConnection: TE, close\r\n\r\n").head.keep_alive);
+  CHECK_FALSE(parse("GET / HTTP/1.1\r\nConnection: close , te\r\n\r\n").head.keep_alive);
+  CHECK_FALSE(parse("GET / HTTP/1.1\r\nConnection: keep-alive\r\nConnection: close\r\n\r\n")
+                  .head.keep_alive);
   CHECK_FALSE(parse("GET / HTTP/2.0\r\n\r\n").head.known_version);
   CHECK_FALSE(parse("GET / HTTP/1.1\r\nContent-Length: 0\r\n\r\n").head.has_body);
   CHECK(parse("GET / HTTP/1.1\r\ncontent-length: 5\r\n\r\nhello").head.has_body);
