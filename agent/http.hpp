@@ -51,7 +51,7 @@ struct RequestHead {
   std::string method;
   std::string uri;
   bool known_version = false;  // HTTP/1.0 or HTTP/1.1
-  bool keep_alive = false;     // HTTP/1.1 unless "Connection: close"; 1.0 with "keep-alive"
+  bool keep_alive = false;     // no "close" option; and HTTP/1.1, or 1.0 with "keep-alive"
   bool has_body = false;       // Transfer-Encoding, or a Content-Length above 0
 };
 enum class HeadParse { Incomplete, Complete, Malformed };
