@@ -293,6 +293,19 @@ exec {self.notify_cmd(cfg, "never")} {self.postgres_argv(pg)}
         self.assertEqual(pg.psql("SELECT 1"), "1")
         self.assertNotIn("terminating any other active server processes", self.log_of(log))
 
+    def start_gated_db(self, cfg):
+        """Supervises service db = `vitals notify` chain-loading a PROG that runs until the test
+        removes the gate file, then exits 3; started once (no restart). Returns (gate, log)."""
+        gate = os.path.join(self.tmp.path, "gate")
+        log = os.path.join(self.tmp.path, "db.log")
+        prog = sh_quote("sh", "-c", f'touch {gate}; while [ -e {gate} ]; do sleep 0.05; done; exit 3')
+        self.scan.service("db", f"""exec >>{log} 2>&1
+exec {self.notify_cmd(cfg, "db")} {prog}
+""", down=True)
+        self.scan.start()
+        self.scan.svc("-o", self.scan.path("db"))
+        return gate, log
+
     def test_prog_exiting_before_readiness_takes_the_poller_with_it(self):
         # The poller is blocked inside a probe run (a server that accepts and never answers, with a
         # 120 s timeout) when PROG exits: it must go at once, not after the timeout, and s6 must
@@ -307,15 +320,7 @@ exec {self.notify_cmd(cfg, "never")} {self.postgres_argv(pg)}
     options:
       dsn: "host=127.0.0.1 port={blackhole.port} dbname=postgres user=postgres password=x"
 """)
-        gate = os.path.join(self.tmp.path, "gate")
-        log = os.path.join(self.tmp.path, "db.log")
-        # PROG runs until the test removes the gate file, then exits 3.
-        prog = sh_quote("sh", "-c", f'touch {gate}; while [ -e {gate} ]; do sleep 0.05; done; exit 3')
-        self.scan.service("db", f"""exec >>{log} 2>&1
-exec {self.notify_cmd(cfg, "db")} {prog}
-""", down=True)
-        self.scan.start()
-        self.scan.svc("-o", self.scan.path("db"))  # up once: no restart after it exits
+        gate, log = self.start_gated_db(cfg)
         self.wait_until(lambda: blackhole.accepted >= 1, "the poller to connect to the blackhole", log)
         pollers = processes_with(cfg)
         self.assertEqual(len(pollers), 1, pollers)
@@ -335,14 +340,7 @@ exec {self.notify_cmd(cfg, "db")} {prog}
     options:
       dsn: "host=127.0.0.1 port={free_port()} dbname=postgres user=postgres password=x"
 """)
-        gate = os.path.join(self.tmp.path, "gate")
-        log = os.path.join(self.tmp.path, "db.log")
-        prog = sh_quote("sh", "-c", f'touch {gate}; while [ -e {gate} ]; do sleep 0.05; done; exit 3')
-        self.scan.service("db", f"""exec >>{log} 2>&1
-exec {self.notify_cmd(cfg, "db")} {prog}
-""", down=True)
-        self.scan.start()
-        self.scan.svc("-o", self.scan.path("db"))
+        gate, log = self.start_gated_db(cfg)
         self.wait_log(log, "probe db not ready yet: fail at reachable")
         self.assertEqual(len(processes_with(cfg)), 1)
         os.unlink(gate)
