@@ -98,6 +98,10 @@ bool Probe::create(std::string& error) {
   return true;
 }
 
+namespace {
+constexpr Millis kReturnGrace{100};  // how late after its deadline a run may still return
+}  // namespace
+
 RunResult Probe::run_once() {
   vitals_result raw{};
   raw.struct_size = sizeof raw;
@@ -105,7 +109,9 @@ RunResult Probe::run_once() {
   plugin_->desc.run(instance_, to_ns(start + config_.timeout), &raw);
   const SteadyTime end = std::chrono::steady_clock::now();
   const double elapsed = std::chrono::duration<double>(end - start).count();
-  if (end > start + config_.timeout) return timeout_result(elapsed);
+  // A plugin that keeps its deadline returns a moment after it (later still on a loaded
+  // machine): its own result, with its precise stage, stands unless it is later than the grace.
+  if (end > start + config_.timeout + kReturnGrace) return timeout_result(elapsed);
 
   RunResult r;
   r.status = raw.status == VITALS_PASS   ? Status::Pass
@@ -133,7 +139,7 @@ RunResult Probe::run_guarded(std::shared_ptr<Probe> self) {
       std::make_shared<std::packaged_task<RunResult()>>([self] { return self->run_once(); });
   auto future = task->get_future();
   std::thread runner([task] { (*task)(); });
-  if (future.wait_for(config_.timeout + Millis(100)) == std::future_status::ready) {
+  if (future.wait_for(config_.timeout + kReturnGrace) == std::future_status::ready) {
     // The run is over: let its thread finish exiting (and run its libraries' thread-exit
     // cleanup, e.g. OpenSSL's per-thread state) before the caller goes on, maybe to exit().
     runner.join();
