@@ -94,12 +94,6 @@ spdlog::level::level_enum to_spdlog(LogLevel l) {
   return spdlog::level::info;
 }
 
-void apply_log_level(const Config& c) {
-  const auto level = to_spdlog(c.log_level);
-  spdlog::set_level(level);
-  spdlog::apply_all([&](const std::shared_ptr<spdlog::logger>& l) { l->set_level(level); });
-}
-
 void warn_unused_refusals(const Prepared& p) {
   for (const auto& r : p.plugins->refusals()) {
     bool used = false;
@@ -233,6 +227,12 @@ class Agent {
 };
 
 }  // namespace
+
+void apply_log_level(const Config& c) {
+  const auto level = to_spdlog(c.log_level);
+  spdlog::set_level(level);
+  spdlog::apply_all([&](const std::shared_ptr<spdlog::logger>& l) { l->set_level(level); });
+}
 
 int run_agent(const std::string& config_path, std::optional<int> notify_fd_flag) {
   Agent agent(config_path, notify_fd_flag);

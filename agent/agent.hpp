@@ -28,6 +28,9 @@ std::optional<Prepared> prepare(const std::string& config_path,
                                 std::vector<std::string>& errors,
                                 const std::string& only_probe = "");
 
+// Sets the level of every logger (the agent's and each probe's) to the config's log_level.
+void apply_log_level(const Config& c);
+
 // The plugin directory a config uses (its plugin_dir, else the default beside the executable).
 std::string plugin_dir_for(const Config& c);
 

@@ -31,7 +31,10 @@ class Walker {
   // "FILE:LINE: " + text
   void sentence(const YAML::Node& at, const std::string& text) {
     std::string where = file_;
-    if (at.Mark().line >= 0) where += ":" + std::to_string(at.Mark().line + 1);
+    if (at.Mark().line >= 0) {
+      where += ':';  // not ":" + std::to_string(...): GCC 12 -O3 warns falsely (-Wrestrict)
+      where += std::to_string(at.Mark().line + 1);
+    }
     errors_.push_back(where + ": " + text);
   }
 

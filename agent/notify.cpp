@@ -7,7 +7,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <string>
 #include <thread>
 
 #include "agent.hpp"
@@ -18,6 +20,8 @@ namespace vitals {
 namespace {
 
 constexpr Millis kNotifyDefaultInterval{10};
+constexpr Millis kSettleAfter{1000};  // a failure unchanged for this long is settled
+constexpr Millis kBackoffCap{1000};   // the slowest pace on a settled failure (or start_interval)
 constexpr const char* kUsage =
     "usage: vitals notify -c FILE --probe NAME [--notify-fd N] [--deadline D] -- PROG ARGS...";
 
@@ -36,6 +40,44 @@ bool exited(int pidfd, Millis wait) {
   return n > 0;
 }
 
+// The poller's pace. While results change, and on a warn (progress in flight, such as a model
+// load), it runs every start_interval. A failure (fail or unknown) that stays the same (status,
+// stage and message) for kSettleAfter is settled: from then on the wait doubles after each further
+// identical run, up to max(start_interval, kBackoffCap), so a failure that is not changing (a
+// wrong password) does not hammer the server. Any change returns to start_interval at once.
+class Pace {
+ public:
+  explicit Pace(Millis start_interval)
+      : base_(start_interval), cap_(std::max(start_interval, kBackoffCap)), wait_(base_) {}
+
+  // Records a run that did not pass, observed at `at`; `result` is what identifies it. True when
+  // this run made the failure settled (once per settled failure, not per run).
+  bool record(Status status, const std::string& result, SteadyTime at) {
+    if (status == Status::Warn || result != result_) {
+      result_ = result;
+      since_ = at;
+      settled_ = false;
+      wait_ = base_;
+      return false;
+    }
+    if (settled_) {
+      wait_ = std::min(wait_ * 2, cap_);
+      return false;
+    }
+    settled_ = at - since_ >= kSettleAfter;
+    return settled_;
+  }
+
+  Millis wait() const { return wait_; }  // from the start of one run to the start of the next
+  Millis cap() const { return cap_; }
+
+ private:
+  Millis base_, cap_, wait_;
+  std::string result_;
+  SteadyTime since_{};
+  bool settled_ = false;
+};
+
 // The poller. It is not PROG's child (see cmd_notify), and watches PROG through a pidfd.
 void poll_until_ready(const std::string& config_path, const std::string& name, int fd,
                       int prog_pidfd, std::optional<Millis> deadline) {
@@ -51,11 +93,13 @@ void poll_until_ready(const std::string& config_path, const std::string& name, i
     for (const auto& e : errors) spdlog::error("{}", e);
     return;
   }
+  apply_log_level(prepared->config);  // as `vitals run` does: the container's `warn` hides info
   std::shared_ptr<Probe> probe = prepared->probes.front();
   const Millis interval =
       probe->config().start_interval_set ? probe->config().start_interval : kNotifyDefaultInterval;
   const auto start = std::chrono::steady_clock::now();
   ReadinessNotifier notifier(fd);
+  Pace pace(interval);
   std::string last;
   for (;;) {
     const auto run_start = std::chrono::steady_clock::now();
@@ -64,21 +108,30 @@ void poll_until_ready(const std::string& config_path, const std::string& name, i
     if (r.status == Status::Pass) {
       notifier.notify();
       spdlog::info(
-          "probe {} passed after {:.0f}ms: ready", name,
+          "probe {} passed after {:.0f}ms (that run took {:.1f}ms): ready", name,
           std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
-              .count());
+              .count(),
+          r.duration_s * 1000);
       return;
     }
     const std::string now = std::string(to_string(r.status)) + " at " + r.stage + ": " + r.message;
     if (now != last) spdlog::info("probe {} not ready yet: {}", name, now);
     last = now;
-    if (deadline && std::chrono::steady_clock::now() - start >= *deadline) {
+    const auto run_end = std::chrono::steady_clock::now();
+    if (deadline && run_end - start >= *deadline) {
       spdlog::error("giving up: probe {} did not pass within {} (last: {})", name,
                     format_duration(*deadline), now);
       return;
     }
-    const auto left =
-        std::chrono::duration_cast<Millis>(run_start + interval - std::chrono::steady_clock::now());
+    if (pace.record(r.status, now, run_end))
+      spdlog::warn("probe {} not ready after {:.1f}s: {}; retrying every {} {}", name,
+                   std::chrono::duration<double>(run_end - start).count(), now,
+                   format_duration(pace.cap()),
+                   deadline ? "until the " + format_duration(*deadline) + " deadline"
+                            : std::string("until it passes (no --deadline)"));
+    auto next = run_start + pace.wait();
+    if (deadline) next = std::min(next, start + *deadline);  // one last run at the deadline
+    const auto left = std::chrono::duration_cast<Millis>(next - std::chrono::steady_clock::now());
     if (exited(prog_pidfd, std::max(left, Millis(0)))) return;  // PROG died while we waited
   }
 }

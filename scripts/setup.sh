@@ -32,6 +32,24 @@ if [ "${VITALS_SKIP_APT:-0}" != 1 ]; then
   fi
 fi
 
+# podman as this machine kind needs it, for the container tests and for a plain `podman run` of
+# their image: runc (crun 1.8 fails on the hybrid cgroup layout here), default rlimits within the
+# host's hard limits (podman's defaults exceed them and every container fails to start), and events
+# in a file (no journald). A drop-in, so the distribution's containers.conf stays untouched.
+if [ "$(id -u)" = 0 ] && command -v podman >/dev/null; then
+  nofile=$(ulimit -Hn); [ "$nofile" = unlimited ] && nofile=1048576
+  nproc=$(ulimit -Hu); { [ "$nproc" = unlimited ] || [ "$nproc" -gt 4096 ]; } && nproc=4096
+  mkdir -p /etc/containers/containers.conf.d
+  cat >/etc/containers/containers.conf.d/50-vitals.conf <<EOF
+# Written by vitals' scripts/setup.sh (podman on this machine: runc, rlimits within the host's).
+[containers]
+default_ulimits = ["nofile=$nofile:$nofile", "nproc=$nproc:$nproc"]
+[engine]
+runtime = "runc"
+events_logger = "file"
+EOF
+fi
+
 # Real MCP servers for the tests, pinned by the committed lockfile.
 if [ ! -d tests/fixtures/mcp/node_modules ] || [ tests/fixtures/mcp/package-lock.json -nt tests/fixtures/mcp/node_modules ]; then
   (cd tests/fixtures/mcp && npm ci --no-audit --no-fund)

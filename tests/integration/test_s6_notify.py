@@ -237,6 +237,19 @@ PORT={mcp_port} exec {self.notify_cmd(cfg, "mcp")} {sh_quote(NODE, server_mjs)}
         self.assertEqual(self.scan.svstat("db", "up,ready"), ["true", "false"])
         self.assertFalse(os.path.exists(app_saw), "the dependent started before db was ready")
 
+        # A failure that does not change is said once at warn, and the server is not hammered:
+        # after a second of fast polling, one login attempt a second at most (not 100).
+        self.wait_log(db_log, "probe db not ready after ")
+        settled = [line for line in self.log_of(db_log).splitlines() if "probe db not ready after " in line]
+        self.assertEqual(len(settled), 1, settled)
+        self.assertRegex(settled[0], r"\[warn(ing)?\] .*: fail at auth: .*; retrying every 1s until it "
+                                     r"passes \(no --deadline\)$")
+        time.sleep(1.5)  # past the ramp (20 ms, 40 ms, ... up to 1 s)
+        refused = self.log_of(db_log).count("password authentication failed")
+        time.sleep(3)
+        self.assertLessEqual(self.log_of(db_log).count("password authentication failed") - refused, 6)
+        self.assertNotIn("not-the-password", self.log_of(db_log))
+
         # The right password: ready, and the dependent then sees a working database at once.
         with open(pw, "w") as f:
             f.write("s3cret\n")
