@@ -8,11 +8,14 @@ For every boot (`podman start` of a container whose cluster already exists), on 
                   postgresql  PostgreSQL's "database system is ready to accept connections"
                   ollama      "Listening on" (seed: /api/tags answers) or, for vitals, whose check
                               is "model loaded", the stand-in's "llama runner started" line
-                  mcp         the MCP server's "listening on PORT at TIME" (an initialize answers)
+                  mcp         vitals: the server's "first initialize answered" (its port answering
+                              an initialize); seed: its "listening on" (the seed has no MCP check)
   up/ready[svc] s6-svstat's updownsince / readysince (TAI64N, nanoseconds)
   healthy       first `podman healthcheck run` that says healthy (polled every 250 ms)
+  run[svc]      vitals only: how long the passing probe run took (`vitals notify`'s info line)
 Overhead of a hop = ready - could. Chain overhead = the whole readiness time minus what the services
-themselves took: ready[mcp] - could[mcp] + up[mcp] - max(could[postgresql], could[ollama]).
+themselves took: ready[mcp] - could[mcp] + up[mcp] - max(could[postgresql], could[ollama]); for the
+seed, whose svc-mcp has no readiness check, only the second term.
 
 Usage: boot.py RUNS OUT_DIR   (images built by boot.sh; prints a table, writes OUT_DIR/boot.json)
 """
@@ -29,12 +32,16 @@ from ctlib import Container, free_port, podman, utc_epoch, wait_for  # noqa: E40
 DESIGNS = {"vitals": "localhost/vitals-allinone:test", "seed": "localhost/vitals-allinone-seed:test"}
 LOAD_SECONDS = "2"
 
+# Not anchored to the start of a line: s6-overlay merges every service's output into one stream, so
+# a line can follow another service's unfinished one (initdb's "selecting ... " progress, say).
 PATTERNS = {
-    "postgresql": re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+ UTC) \[\d+\] LOG:  database system is ready to accept connections", re.M),
-    "ollama-listening": re.compile(r'^time=(\S+) .*msg="Listening on', re.M),
-    "ollama-loaded": re.compile(r'^time=(\S+) .*msg="llama runner started', re.M),
-    "mcp": re.compile(r"^listening on \d+ at (\S+)$", re.M),
+    "postgresql": re.compile(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+ UTC) \[\d+\] LOG:  database system is ready to accept connections"),
+    "ollama-listening": re.compile(r'time=(\S+) .*msg="Listening on'),
+    "ollama-loaded": re.compile(r'time=(\S+) .*msg="llama runner started'),
+    "mcp-listening": re.compile(r"listening on \d+ at (\S+)"),
+    "mcp-initialize": re.compile(r"first initialize answered at (\S+)"),
 }
+RUN_TOOK = re.compile(r"\[vitals\] probe (\w+) passed after [\d.]+ms \(that run took ([\d.]+)ms\)")
 
 
 def last_time(logs, key):
@@ -56,7 +63,7 @@ def boot(c, design):
     could = {
         "postgresql": last_time(logs, "postgresql"),
         "ollama": last_time(logs, "ollama-loaded" if design == "vitals" else "ollama-listening"),
-        "mcp": last_time(logs, "mcp"),
+        "mcp": last_time(logs, "mcp-initialize" if design == "vitals" else "mcp-listening"),
     }
     podman("stop", "-t", "30", c.name, timeout=60)
     ms = lambda t: None if t is None else round((t - t0) * 1000, 1)  # noqa: E731
@@ -66,10 +73,17 @@ def boot(c, design):
         row[f"{s}.up"] = ms(st[s]["since"])
         row[f"{s}.ready"] = ms(st[s]["readysince"])
         row[f"{s}.overhead"] = None if could[s] is None else round((st[s]["readysince"] - could[s]) * 1000, 1)
+    row["mcp.listening"] = ms(last_time(logs, "mcp-listening"))
     if design == "vitals":
         row["ollama.listening"] = ms(last_time(logs, "ollama-listening"))
+        boot_logs = logs[logs.rfind("s6-rc: info: service s6rc-oneshot-runner: starting"):]
+        for probe, took in RUN_TOOK.findall(boot_logs):
+            row[f"{probe}.run"] = float(took)
     first = max(could["postgresql"], could["ollama"])
-    row["chain.overhead"] = round(((st["mcp"]["readysince"] - could["mcp"]) + (st["mcp"]["since"] - first)) * 1000, 1)
+    chain = st["mcp"]["since"] - first
+    if design == "vitals":
+        chain += st["mcp"]["readysince"] - could["mcp"]
+    row["chain.overhead"] = round(chain * 1000, 1)
     return row
 
 
@@ -79,7 +93,7 @@ def main():
     for design, image in DESIGNS.items():
         env = {"COCOSEARCH_PG_PORT": free_port(), "COCOSEARCH_MCP_PORT": free_port(),
                "COCOSEARCH_OLLAMA_PORT": free_port(), "VITALS_LISTEN": f"127.0.0.1:{free_port()}",
-               "FAKE_OLLAMA_LOAD_SECONDS": LOAD_SECONDS}
+               "FAKE_OLLAMA_LOAD_SECONDS": LOAD_SECONDS, "COCOSEARCH_LOG_LEVEL": "info"}
         name = f"vitals-boot-{design}-{os.getpid()}"
         c = Container(name, env=env, volume=name, image=image).create()
         try:
@@ -98,8 +112,9 @@ def main():
     def med(design, key):
         vals = [r[key] for r in results[design] if r.get(key) is not None]
         return statistics.median(vals) if vals else float("nan")
-    keys = ["postgresql.overhead", "ollama.overhead", "mcp.overhead", "chain.overhead",
-            "postgresql.ready", "ollama.ready", "mcp.ready", "healthy"]
+    keys = ["postgresql.overhead", "postgresql.run", "ollama.overhead", "ollama.run", "mcp.overhead",
+            "mcp.run", "chain.overhead", "postgresql.ready", "ollama.ready", "mcp.listening",
+            "mcp.ready", "healthy"]
     print(f"\nmedians over {runs} boots (ms; overheads = s6 ready - service could pass its check):")
     print(f"{'':22}{'vitals':>10}{'seed':>10}")
     for k in keys:

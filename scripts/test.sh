@@ -7,11 +7,12 @@ build=${1:-build}
 scripts/setup.sh "$build"
 
 # ASan + UBSan (leak detection on): a second build running the unit tests, the fuzz replays and the
-# integration tests under the sanitizers. Left out: the podman test (it installs the build into an
-# image) and the real-Prometheus scrape (its 1 s scrape timeout is too tight for an ASan agent).
+# integration tests under the sanitizers. Left out: the container test (the image compiles vitals
+# itself), the Ollama CLI stand-in's test (Python only) and the real-Prometheus scrape (its 1 s
+# scrape timeout is too tight for an ASan agent).
 if [ "${VITALS_SKIP_SANITIZE:-0}" != 1 ]; then
   NO_RESULTS=1 BUILD="$build-asan" \
-    TESTS='^(unit\..*|fuzz\..*|integration\.(agent|abuse|http_plugin|install|mcp_http|ollama|postgres|s6|s6_layout|s6_notify))$' \
+    TESTS='^(unit\..*|fuzz\..*|integration\.(agent|abuse|http_plugin|install|mcp_http|notify_backoff|ollama|postgres|s6|s6_layout|s6_notify))$' \
     bench/sanitize.sh
 fi
 
