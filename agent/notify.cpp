@@ -40,11 +40,13 @@ bool exited(int pidfd, Millis wait) {
   return n > 0;
 }
 
-// The poller's pace. While results change, and on a warn (progress in flight, such as a model
-// load), it runs every start_interval. A failure (fail or unknown) that stays the same (status,
-// stage and message) for kSettleAfter is settled: from then on the wait doubles after each further
-// identical run, up to max(start_interval, kBackoffCap), so a failure that is not changing (a
-// wrong password) does not hammer the server. Any change returns to start_interval at once.
+// The poller's pace. While results change, on a warn (progress in flight, such as a model load)
+// and while nothing answers at all (a failure at stage `reachable` or `connect`: the service is not
+// listening yet, which costs it nothing), it runs every start_interval. Any other failure (fail or
+// unknown) that stays the same (status, stage and message) for kSettleAfter is settled: the server
+// answered, and will answer the same (a wrong password). From then on the wait doubles after each
+// further identical run, up to max(start_interval, kBackoffCap), so it is not hammered. Any change
+// returns to start_interval at once.
 class Pace {
  public:
   explicit Pace(Millis start_interval)
@@ -52,8 +54,8 @@ class Pace {
 
   // Records a run that did not pass, observed at `at`; `result` is what identifies it. True when
   // this run made the failure settled (once per settled failure, not per run).
-  bool record(Status status, const std::string& result, SteadyTime at) {
-    if (status == Status::Warn || result != result_) {
+  bool record(Status status, const std::string& stage, const std::string& result, SteadyTime at) {
+    if (status == Status::Warn || stage == "reachable" || stage == "connect" || result != result_) {
       result_ = result;
       since_ = at;
       settled_ = false;
@@ -123,7 +125,7 @@ void poll_until_ready(const std::string& config_path, const std::string& name, i
                     format_duration(*deadline), now);
       return;
     }
-    if (pace.record(r.status, now, run_end))
+    if (pace.record(r.status, r.stage, now, run_end))
       spdlog::warn("probe {} not ready after {:.1f}s: {}; retrying every {} {}", name,
                    std::chrono::duration<double>(run_end - start).count(), now,
                    format_duration(pace.cap()),

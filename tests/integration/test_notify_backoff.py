@@ -2,7 +2,8 @@
 that does not change, and one warn line saying so.
 
 The poller runs the probe every start_interval (10 ms by default). A failure (fail or unknown) that
-stays the same (status, stage, message) for 1 s is settled: the wait then doubles after each
+stays the same (status, stage, message) for 1 s is settled, unless nothing answered at all (stage
+reachable or connect: not listening yet): the wait then doubles after each
 further identical run, up to 1 s, and vitals logs one warn line naming the probe, the result and
 what happens next. A warn (progress in flight) or any change of result keeps or restores the fast
 pace. The probes here are `exec` probes whose command appends a line to a counter file, so the
@@ -15,11 +16,12 @@ runs 300-400 times in 4 s, with it about 100 + a handful.
 import os
 import select
 import shlex
+import socket
 import subprocess
 import time
 import unittest
 
-from vitals_testlib import VITALS, VitalsTestCase, wait_for
+from vitals_testlib import VITALS, VitalsTestCase, free_port, wait_for
 
 FAKE_PLUGIN_DIR = os.environ.get("VITALS_FAKE_PLUGIN_DIR", "")
 SETTLED = "not ready after "  # the warn line, once per settled failure
@@ -165,6 +167,27 @@ class NotifyBackoffTest(VitalsTestCase):
         log = self.stderr()
         self.assertGreaterEqual(during, 15, f"runs between 1.5 s and 3 s; {log}")
         self.assertEqual(self.settled_lines(), [], log)
+
+    def test_nothing_listening_keeps_the_fast_pace(self):
+        # Connection refused (stage `connect`/`reachable`) costs the server nothing and is what a
+        # slow-starting service looks like: no backoff, so readiness is noticed at once however
+        # long the start took (a backoff would be at up to 1 s a run by now).
+        port = free_port()
+        cfg = self.tmp.file("vitals.yaml", "log_level: warn\nprobes:\n  db:\n    plugin: tcp\n"
+                            f"    options:\n      port: {port}\n")
+        r = self.notify(cfg, "db")
+        self.sleep_until(4.0)
+        self.assertIsNone(self.read_pipe(r, 0), self.stderr())
+        self.assertEqual(self.settled_lines(), [], self.stderr())
+        with socket.socket() as listener:
+            listener.bind(("127.0.0.1", port))
+            listener.listen(16)
+            opened = time.monotonic()
+            got = self.read_pipe(r, 10)
+            lag = time.monotonic() - opened
+        self.assertEqual(got, b"\n", self.stderr())
+        self.assertLess(lag, 0.3, f"notified {lag:.2f}s after the port opened; {self.stderr()}")
+        print(f"\n  notified {lag * 1000:.0f} ms after the port opened", end=" ")
 
     @unittest.skipUnless(FAKE_PLUGIN_DIR, "needs VITALS_FAKE_PLUGIN_DIR (set by ctest)")
     def test_the_warn_line_never_shows_a_secret(self):
