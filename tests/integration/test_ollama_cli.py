@@ -127,8 +127,10 @@ class OllamaCliTest(VitalsTestCase):
         ready = time.time()
 
         # The "Listening on" line, stamped when the socket was already listening.
-        listening = [t for t, msg in log_lines(log)
-                     if msg == f"Listening on 127.0.0.1:{self.port} (version 0.12.6)"]
+        # (The port can accept before the line is written: wait for the line, check its stamp.)
+        listening = wait_for(lambda: [t for t, msg in log_lines(log)
+                                      if msg == f"Listening on 127.0.0.1:{self.port} (version 0.12.6)"],
+                             what="the Listening on line")
         self.assertEqual(len(listening), 1, read(log))
         self.assertTrue(started - 0.001 <= listening[0] <= ready + 0.5, (started, listening, ready))
         self.assertEqual(self.cli("-v").stdout, "ollama version is 0.12.6\n")
@@ -253,7 +255,7 @@ class OllamaCliTest(VitalsTestCase):
                        stdout=f, stderr=subprocess.STDOUT,
                        env=dict(os.environ, FAKE_OLLAMA_LOAD_SECONDS="7"))
         wait_port(self.port, timeout=30)
-        msgs = [m for _, m in log_lines(log)]
+        msgs = wait_for(lambda: [m for _, m in log_lines(log)], what="the Listening on line")
         self.assertIn(msgs[0], (f"Listening on [::]:{self.port} (version 0.12.6)",
                                 f"Listening on 0.0.0.0:{self.port} (version 0.12.6)"))
         req = urllib.request.Request(self.base + "/api/version",
