@@ -5,6 +5,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <vitals/probe.hpp>
@@ -82,19 +83,20 @@ class ExecProbe {
 
     r.stage("exit");
     std::string stdout_text, stderr_text;
-    const bool finished = drain(out[0], err[0], stdout_text, stderr_text, d);
+    int status = 0;
+    // One deadline for the whole run: the output (until both pipes close), then the exit (a child
+    // may close its output early and keep running).
+    const bool finished =
+        drain(out[0], err[0], stdout_text, stderr_text, d) && reap(pid, status, d);
     close(out[0]);
     close(err[0]);
+    kill(-pid, SIGKILL);  // the whole group goes: on the deadline, and leftovers (daemons) after
     if (!finished) {
-      kill(-pid, SIGKILL);
-      waitpid(pid, nullptr, 0);
+      while (waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+      }
       return void(r.stage("timeout").fail(
           argv_[0] + " did not finish before the deadline; killed its process group"));
     }
-    int status = 0;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
-    kill(-pid, SIGKILL);  // leftovers of the group (daemonized children) go too
     std::string message = first_line(stdout_text);
     if (message.empty()) message = first_line(stderr_text);
     if (WIFSIGNALED(status)) {
@@ -142,6 +144,27 @@ class ExecProbe {
       }
     }
     return true;
+  }
+
+  // Waits for the child to exit until the deadline (true: exited, `status` set). A pidfd makes
+  // the wait a poll; without one (old kernel, seccomp) the child is checked every 10 ms.
+  // (syscall: glibc 2.36's <sys/pidfd.h> lacks extern "C".)
+  static bool reap(pid_t pid, int& status, const vitals::Deadline& d) {
+    const int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+    bool exited = false;
+    for (;;) {
+      const pid_t got = waitpid(pid, &status, WNOHANG);
+      if (got == pid || (got < 0 && errno != EINTR)) {
+        exited = true;
+        break;
+      }
+      const long left_ms = static_cast<long>(d.remaining().count() / 1000) - 5;
+      if (left_ms <= 0) break;
+      pollfd p{pidfd, POLLIN, 0};
+      poll(&p, pidfd >= 0 ? 1 : 0, static_cast<int>(pidfd >= 0 ? left_ms : std::min(left_ms, 10L)));
+    }
+    if (pidfd >= 0) close(pidfd);
+    return exited;
   }
 
   std::vector<std::string> argv_;
