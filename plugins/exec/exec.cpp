@@ -1,6 +1,7 @@
 // exec: runs a command (no shell) under the Nagios plugin contract: exit 0 pass, 1 warn, 2 fail,
-// 3 or anything else fail ("unknown"). The first line of output is the message. On the deadline
-// the whole process group is killed and reaped.
+// 3 or anything else fail ("unknown"). The first line of output is the message. The command gets a
+// clean environment (PATH, LANG and the `env` option), never the agent's. On the deadline the whole
+// process group is killed and reaped.
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -12,9 +13,8 @@
 
 #include <cerrno>
 #include <cstring>
+#include <map>
 #include <stdexcept>
-
-extern char** environ;
 
 namespace {
 
@@ -23,7 +23,16 @@ const vitals_option kOptions[] = {
      "Program and arguments, run without a shell, e.g. [/usr/lib/nagios/plugins/check_disk, -w, "
      "10%]",
      1, 0},
+    {"env", VITALS_OPT_MAP, nullptr,
+     "Variables added to the command's clean environment (PATH and LANG by default; the agent's "
+     "own are not passed), e.g. {PGPASSFILE: /etc/vitals/pgpass, TOKEN: \"${TOKEN}\"}",
+     0, 0},
 };
+
+// The environment every command starts from, as NRPE users know it: a system PATH and a plain
+// locale. `env` adds to it or overrides it.
+constexpr const char* kDefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+constexpr const char* kDefaultLang = "C.UTF-8";
 
 constexpr size_t kMaxOutput = 4096;
 
@@ -38,6 +47,13 @@ class ExecProbe {
  public:
   ExecProbe(const vitals::Options& o, const vitals::Host&) : argv_(o.list("command")) {
     if (argv_.empty() || argv_[0].empty()) throw std::runtime_error("command must name a program");
+    std::map<std::string, std::string> env = {{"PATH", kDefaultPath}, {"LANG", kDefaultLang}};
+    for (const auto& [name, value] : o.map("env")) {
+      if (name.empty() || name.find_first_of("=") != std::string::npos)
+        throw std::runtime_error("env: invalid variable name '" + name + "'");
+      env[name] = value;
+    }
+    for (const auto& [name, value] : env) env_.push_back(name + "=" + value);
   }
 
   void run(const vitals::Deadline& d, vitals::Result& r) {
@@ -66,11 +82,13 @@ class ExecProbe {
     posix_spawnattr_setsigdefault(&attr, &all);
     posix_spawnattr_setflags(
         &attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-    std::vector<char*> args;
+    std::vector<char*> args, envp;
     for (auto& a : argv_) args.push_back(a.data());
     args.push_back(nullptr);
+    for (auto& e : env_) envp.push_back(e.data());
+    envp.push_back(nullptr);
     pid_t pid = -1;
-    const int rc = posix_spawnp(&pid, args[0], &fa, &attr, args.data(), environ);
+    const int rc = posix_spawnp(&pid, args[0], &fa, &attr, args.data(), envp.data());
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&attr);
     close(out[1]);
@@ -168,6 +186,7 @@ class ExecProbe {
   }
 
   std::vector<std::string> argv_;
+  std::vector<std::string> env_;  // NAME=value
 };
 
 }  // namespace

@@ -277,6 +277,12 @@ probes:
         p = run_vitals("plugins", "--plugin-dir", FAKES)
         self.assertIn("refused", p.stdout)
         self.assertIn("(abi_major): built for ABI 2.x, agent speaks 1.x", p.stdout)
+        missing = os.path.join(self.tmp.path, "no-such-dir")
+        for cmd in (("plugins",), ("describe", "tcp")):
+            p = run_vitals(*cmd, "--plugin-dir", missing)
+            self.assertEqual((p.returncode, p.stdout), (100, ""), cmd)
+            self.assertEqual(p.stderr, f"vitals: unable to read plugin directory {missing}: "
+                             "No such file or directory\n")
         self.assertEqual(run_vitals("frobnicate").returncode, 100)
 
 

@@ -6,7 +6,7 @@ import subprocess
 import time
 import unittest
 
-from vitals_testlib import VitalsTestCase, once
+from vitals_testlib import VitalsTestCase, once, run_vitals
 
 
 def marker():
@@ -37,6 +37,38 @@ probes:
         self.assertEqual((code, doc["status"], doc["stage"]), (1, "fail", "timeout"), p.stdout)
         self.assertIn("killed its process group", doc["message"])
         self.assertEqual(survivors(mark), "", "the child outlived the run")
+
+
+class Environment(VitalsTestCase):
+    # ($$ is a literal $ in the config)
+    SHOW = ('[/bin/sh, -c, \'echo "token=$${SECRET_TOKEN-unset} home=$${HOME-unset} path=$$PATH '
+            'lang=$$LANG extra=$${EXTRA-unset}"\']')
+
+    def run_with_secret(self, options):
+        cfg = self.tmp.file("v.yaml", f"probes:\n  show: {{plugin: exec, options: {{{options}}}}}\n")
+        env = dict(os.environ, SECRET_TOKEN="s3cr3t-agent-token", HOME="/root")
+        p = run_vitals("once", "-c", cfg, "--probe", "show", env=env)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        return p.stdout
+
+    def test_clean_default_environment(self):
+        out = self.run_with_secret(f"command: {self.SHOW}")
+        self.assertIn("token=unset home=unset path=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:"
+                      "/sbin:/bin lang=C.UTF-8 extra=unset", out)
+
+    def test_env_adds_and_names_variables(self):
+        # An agent variable reaches the command only when the config names it.
+        out = self.run_with_secret(
+            f"command: {self.SHOW}, env: {{EXTRA: 'a b', LANG: C, SECRET_TOKEN: '${{SECRET_TOKEN}}'}}")
+        self.assertIn("token=s3cr3t-agent-token home=unset path=/usr/local/sbin:", out)
+        self.assertIn("lang=C extra=a b", out)
+
+    def test_invalid_env_name_is_refused(self):
+        cfg = self.tmp.file("v.yaml", "probes:\n  show: {plugin: exec, options: {command: [true], "
+                            "env: {'A=B': x}}}\n")
+        p = run_vitals("validate", "-c", cfg)
+        self.assertEqual(p.returncode, 100)
+        self.assertEqual(p.stderr, f"{cfg}:2: probes.show.options: env: invalid variable name 'A=B'\n")
 
 
 if __name__ == "__main__":
