@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -14,6 +15,7 @@
 #include <cerrno>
 #include <cstring>
 #include <map>
+#include <sstream>
 #include <stdexcept>
 
 namespace {
@@ -43,6 +45,37 @@ std::string first_line(const std::string& out) {
   return line;
 }
 
+bool runnable(const std::string& file) {
+  struct stat st {};
+  return stat(file.c_str(), &st) == 0 && S_ISREG(st.st_mode) && access(file.c_str(), X_OK) == 0;
+}
+
+// The file a command runs, checked at load (validate, start, reload) like `nginx -t` checks its
+// files: the program itself when it contains a '/', else the first match in the command's PATH
+// (the one it runs with, as execvp would search it).
+std::string find_program(const std::vector<std::string>& argv, const std::string& path) {
+  const std::string& name = argv[0];
+  // A scalar `command: check_disk -w 10%` arrives as one program name with spaces.
+  const std::string hint = argv.size() == 1 && name.find_first_of(" \t") != std::string::npos
+                               ? "; command is a list: [program, arg, ...]"
+                               : "";
+  if (name.find('/') != std::string::npos) {
+    if (runnable(name)) return name;
+    struct stat st {};
+    const std::string why = stat(name.c_str(), &st) != 0 ? std::strerror(errno)
+                            : !S_ISREG(st.st_mode)       ? "not a regular file"
+                                                         : "not executable";
+    throw std::runtime_error("command: unable to run " + name + ": " + why + hint);
+  }
+  std::stringstream dirs(path);
+  for (std::string dir; std::getline(dirs, dir, ':');) {
+    const std::string file = (dir.empty() ? "." : dir) + "/" + name;
+    if (runnable(file)) return file;
+  }
+  throw std::runtime_error("command: unable to run " + name + ": no executable " + name +
+                           " in PATH " + path + hint);
+}
+
 class ExecProbe {
  public:
   ExecProbe(const vitals::Options& o, const vitals::Host&) : argv_(o.list("command")) {
@@ -54,6 +87,7 @@ class ExecProbe {
       env[name] = value;
     }
     for (const auto& [name, value] : env) env_.push_back(name + "=" + value);
+    program_ = find_program(argv_, env["PATH"]);
   }
 
   void run(const vitals::Deadline& d, vitals::Result& r) {
@@ -88,7 +122,7 @@ class ExecProbe {
     for (auto& e : env_) envp.push_back(e.data());
     envp.push_back(nullptr);
     pid_t pid = -1;
-    const int rc = posix_spawnp(&pid, args[0], &fa, &attr, args.data(), envp.data());
+    const int rc = posix_spawn(&pid, program_.c_str(), &fa, &attr, args.data(), envp.data());
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&attr);
     close(out[1]);
@@ -187,6 +221,7 @@ class ExecProbe {
 
   std::vector<std::string> argv_;
   std::vector<std::string> env_;  // NAME=value
+  std::string program_;           // the file argv_[0] named, found at load
 };
 
 }  // namespace

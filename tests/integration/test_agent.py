@@ -223,9 +223,9 @@ probes:
         self.assertEqual(doc["numbers"][0]["name"], "exit_code")
         code, doc, _ = once(cfg, "odd")
         self.assertEqual((code, doc["status"], doc["message"]), (1, "fail", "unknown: sh exited with 7"))
-        code, doc, _ = once(cfg, "missing")
-        self.assertEqual((code, doc["stage"]), (1, "exec"))
-        self.assertIn("unable to run /nonexistent/program", doc["message"])
+        code, _, p = once(cfg, "missing")  # refused at load: a config error (test_exec.py)
+        self.assertEqual(code, 100)
+        self.assertIn("probes.missing.options: command: unable to run /nonexistent/program", p.stderr)
 
         marker = f"vitals-test-{os.getpid()}-{time.monotonic_ns()}"
         cfg2 = self.tmp.file("v2.yaml", f"""

@@ -71,5 +71,47 @@ class Environment(VitalsTestCase):
         self.assertEqual(p.stderr, f"{cfg}:2: probes.show.options: env: invalid variable name 'A=B'\n")
 
 
+class LoadChecks(VitalsTestCase):
+    """`validate` and the agent at load refuse a command that cannot run, naming probe and program."""
+
+    def validate(self, command, extra=""):
+        cfg = self.tmp.file("v.yaml", f"probes:\n  disk:\n    plugin: exec\n    options:\n"
+                            f"      command: {command}\n{extra}")
+        p = run_vitals("validate", "-c", cfg)
+        return cfg, p
+
+    def test_scalar_command_with_arguments_is_refused(self):
+        cfg, p = self.validate("/usr/lib/nagios/plugins/check_disk -w 10%")
+        self.assertEqual(p.returncode, 100)
+        self.assertEqual(p.stderr, f"{cfg}:2: probes.disk.options: command: unable to run "
+                         "/usr/lib/nagios/plugins/check_disk -w 10%: No such file or directory; "
+                         "command is a list: [program, arg, ...]\n")
+        # The agent refuses it at start too, before listening.
+        p = run_vitals("run", "-c", cfg, timeout=20)
+        self.assertEqual(p.returncode, 100)
+        self.assertIn("probes.disk.options: command: unable to run /usr/lib/nagios/plugins/check_disk",
+                      p.stderr)
+
+    def test_programs_that_cannot_run_are_refused(self):
+        script = self.tmp.file("check.sh", "#!/bin/sh\necho fine\n", mode=0o644)
+        cases = [
+            (f"[{script}]", f"unable to run {script}: not executable"),
+            (f"[{self.tmp.path}]", f"unable to run {self.tmp.path}: not a regular file"),
+            ("[no-such-check-xyz, -w, 1]", "unable to run no-such-check-xyz: no executable "
+             "no-such-check-xyz in PATH /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
+        ]
+        for command, message in cases:
+            cfg, p = self.validate(command)
+            self.assertEqual((p.returncode, p.stderr),
+                             (100, f"{cfg}:2: probes.disk.options: command: {message}\n"), command)
+
+    def test_program_is_found_in_the_commands_own_path(self):
+        self.tmp.file("check_it", "#!/bin/sh\necho found via env PATH\n", mode=0o755)
+        cfg, p = self.validate("[check_it]", f"      env: {{PATH: '{self.tmp.path}:/bin'}}\n")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        code, doc, _ = once(cfg, "disk")
+        self.assertEqual((code, doc["message"]), (0, "found via env PATH"))
+
+
 if __name__ == "__main__":
     unittest.main()
