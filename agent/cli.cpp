@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <map>
 #include <thread>
@@ -223,17 +224,24 @@ int cmd_once(int argc, char** argv) {
   return code;
 }
 
+// The plugin folder `plugins` and `describe` read: --plugin-dir, the config's, or the default. A
+// folder that cannot be listed is an error naming it (not an empty listing).
 std::string plugin_dir_from(const Args& a, std::vector<std::string>& errors) {
-  if (a.has("--plugin-dir")) return a.get("--plugin-dir");
-  if (a.has("--config")) {
+  std::string dir = PluginHost::default_dir();
+  if (a.has("--plugin-dir")) {
+    dir = a.get("--plugin-dir");
+  } else if (a.has("--config")) {
     ConfigResult c = load_config(a.get("--config"));
     if (!c.config) {
       errors = c.errors;
       return "";
     }
-    return plugin_dir_for(*c.config);
+    dir = plugin_dir_for(*c.config);
   }
-  return PluginHost::default_dir();
+  std::error_code ec;
+  std::filesystem::directory_iterator probe(dir, ec);
+  if (ec) errors.push_back("vitals: unable to read plugin directory " + dir + ": " + ec.message());
+  return dir;
 }
 
 int cmd_plugins(int argc, char** argv) {

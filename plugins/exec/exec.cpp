@@ -1,19 +1,22 @@
 // exec: runs a command (no shell) under the Nagios plugin contract: exit 0 pass, 1 warn, 2 fail,
-// 3 or anything else fail ("unknown"). The first line of output is the message. On the deadline
-// the whole process group is killed and reaped.
+// 3 or anything else fail ("unknown"). The first line of output is the message. The command gets a
+// clean environment (PATH, LANG and the `env` option), never the agent's. On the deadline the whole
+// process group is killed and reaped.
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <vitals/probe.hpp>
 
 #include <cerrno>
 #include <cstring>
+#include <map>
+#include <sstream>
 #include <stdexcept>
-
-extern char** environ;
 
 namespace {
 
@@ -22,7 +25,16 @@ const vitals_option kOptions[] = {
      "Program and arguments, run without a shell, e.g. [/usr/lib/nagios/plugins/check_disk, -w, "
      "10%]",
      1, 0},
+    {"env", VITALS_OPT_MAP, nullptr,
+     "Variables added to the command's clean environment (PATH and LANG by default; the agent's "
+     "own are not passed), e.g. {PGPASSFILE: /etc/vitals/pgpass, TOKEN: \"${TOKEN}\"}",
+     0, 0},
 };
+
+// The environment every command starts from, as NRPE users know it: a system PATH and a plain
+// locale. `env` adds to it or overrides it.
+constexpr const char* kDefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+constexpr const char* kDefaultLang = "C.UTF-8";
 
 constexpr size_t kMaxOutput = 4096;
 
@@ -33,10 +45,49 @@ std::string first_line(const std::string& out) {
   return line;
 }
 
+bool runnable(const std::string& file) {
+  struct stat st {};
+  return stat(file.c_str(), &st) == 0 && S_ISREG(st.st_mode) && access(file.c_str(), X_OK) == 0;
+}
+
+// The file a command runs, checked at load (validate, start, reload) like `nginx -t` checks its
+// files: the program itself when it contains a '/', else the first match in the command's PATH
+// (the one it runs with, as execvp would search it).
+std::string find_program(const std::vector<std::string>& argv, const std::string& path) {
+  const std::string& name = argv[0];
+  // A scalar `command: check_disk -w 10%` arrives as one program name with spaces.
+  const std::string hint = argv.size() == 1 && name.find_first_of(" \t") != std::string::npos
+                               ? "; command is a list: [program, arg, ...]"
+                               : "";
+  if (name.find('/') != std::string::npos) {
+    if (runnable(name)) return name;
+    struct stat st {};
+    const std::string why = stat(name.c_str(), &st) != 0 ? std::strerror(errno)
+                            : !S_ISREG(st.st_mode)       ? "not a regular file"
+                                                         : "not executable";
+    throw std::runtime_error("command: unable to run " + name + ": " + why + hint);
+  }
+  std::stringstream dirs(path);
+  for (std::string dir; std::getline(dirs, dir, ':');) {
+    const std::string file = (dir.empty() ? "." : dir) + "/" + name;
+    if (runnable(file)) return file;
+  }
+  throw std::runtime_error("command: unable to run " + name + ": no executable " + name +
+                           " in PATH " + path + hint);
+}
+
 class ExecProbe {
  public:
   ExecProbe(const vitals::Options& o, const vitals::Host&) : argv_(o.list("command")) {
     if (argv_.empty() || argv_[0].empty()) throw std::runtime_error("command must name a program");
+    std::map<std::string, std::string> env = {{"PATH", kDefaultPath}, {"LANG", kDefaultLang}};
+    for (const auto& [name, value] : o.map("env")) {
+      if (name.empty() || name.find_first_of("=") != std::string::npos)
+        throw std::runtime_error("env: invalid variable name '" + name + "'");
+      env[name] = value;
+    }
+    for (const auto& [name, value] : env) env_.push_back(name + "=" + value);
+    program_ = find_program(argv_, env["PATH"]);
   }
 
   void run(const vitals::Deadline& d, vitals::Result& r) {
@@ -65,11 +116,13 @@ class ExecProbe {
     posix_spawnattr_setsigdefault(&attr, &all);
     posix_spawnattr_setflags(
         &attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-    std::vector<char*> args;
+    std::vector<char*> args, envp;
     for (auto& a : argv_) args.push_back(a.data());
     args.push_back(nullptr);
+    for (auto& e : env_) envp.push_back(e.data());
+    envp.push_back(nullptr);
     pid_t pid = -1;
-    const int rc = posix_spawnp(&pid, args[0], &fa, &attr, args.data(), environ);
+    const int rc = posix_spawn(&pid, program_.c_str(), &fa, &attr, args.data(), envp.data());
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&attr);
     close(out[1]);
@@ -82,19 +135,20 @@ class ExecProbe {
 
     r.stage("exit");
     std::string stdout_text, stderr_text;
-    const bool finished = drain(out[0], err[0], stdout_text, stderr_text, d);
+    int status = 0;
+    // One deadline for the whole run: the output (until both pipes close), then the exit (a child
+    // may close its output early and keep running).
+    const bool finished =
+        drain(out[0], err[0], stdout_text, stderr_text, d) && reap(pid, status, d);
     close(out[0]);
     close(err[0]);
+    kill(-pid, SIGKILL);  // the whole group goes: on the deadline, and leftovers (daemons) after
     if (!finished) {
-      kill(-pid, SIGKILL);
-      waitpid(pid, nullptr, 0);
+      while (waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+      }
       return void(r.stage("timeout").fail(
           argv_[0] + " did not finish before the deadline; killed its process group"));
     }
-    int status = 0;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
-    kill(-pid, SIGKILL);  // leftovers of the group (daemonized children) go too
     std::string message = first_line(stdout_text);
     if (message.empty()) message = first_line(stderr_text);
     if (WIFSIGNALED(status)) {
@@ -144,7 +198,30 @@ class ExecProbe {
     return true;
   }
 
+  // Waits for the child to exit until the deadline (true: exited, `status` set). A pidfd makes
+  // the wait a poll; without one (old kernel, seccomp) the child is checked every 10 ms.
+  // (syscall: glibc 2.36's <sys/pidfd.h> lacks extern "C".)
+  static bool reap(pid_t pid, int& status, const vitals::Deadline& d) {
+    const int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+    bool exited = false;
+    for (;;) {
+      const pid_t got = waitpid(pid, &status, WNOHANG);
+      if (got == pid || (got < 0 && errno != EINTR)) {
+        exited = true;
+        break;
+      }
+      const long left_ms = static_cast<long>(d.remaining().count() / 1000) - 5;
+      if (left_ms <= 0) break;
+      pollfd p{pidfd, POLLIN, 0};
+      poll(&p, pidfd >= 0 ? 1 : 0, static_cast<int>(pidfd >= 0 ? left_ms : std::min(left_ms, 10L)));
+    }
+    if (pidfd >= 0) close(pidfd);
+    return exited;
+  }
+
   std::vector<std::string> argv_;
+  std::vector<std::string> env_;  // NAME=value
+  std::string program_;           // the file argv_[0] named, found at load
 };
 
 }  // namespace

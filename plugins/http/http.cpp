@@ -9,8 +9,10 @@
 #include <Poco/Net/RejectCertificateHandler.h>
 #include <Poco/Net/SSLException.h>
 #include <Poco/Net/SSLManager.h>
+#include <Poco/Net/SecureStreamSocket.h>
 #include <Poco/StreamCopier.h>
 #include <Poco/URI.h>
+#include <vitals/poco_net.hpp>
 #include <vitals/probe.hpp>
 
 #include <chrono>
@@ -86,6 +88,26 @@ Poco::Net::Context::Ptr tls_context(bool verify, const std::string& ca_file) {
   return new Poco::Net::Context(Poco::Net::Context::TLS_CLIENT_USE, params);
 }
 
+// HTTPS to an address: the TLS handshake (SNI, host name check) names the URL's host, and runs
+// after the watchdog has the socket, at the first request, so a slow handshake is bounded too.
+class HttpsSession : public vitals::WatchedSession<Poco::Net::HTTPSClientSession> {
+ public:
+  HttpsSession(vitals::SocketWatchdog& dog, const std::string& name, const std::string& address,
+               Poco::UInt16 port, Poco::Net::Context::Ptr tls)
+      : WatchedSession(dog, address, port, tls), name_(name) {}
+
+ protected:
+  void connect(const Poco::Net::SocketAddress& address) override {
+    Poco::Net::SecureStreamSocket tls(socket());
+    tls.setPeerHostName(name_);
+    tls.setLazyHandshake(true);
+    WatchedSession::connect(address);
+  }
+
+ private:
+  std::string name_;
+};
+
 class HttpProbe {
  public:
   HttpProbe(const vitals::Options& o, const vitals::Host&)
@@ -106,11 +128,15 @@ class HttpProbe {
     const std::string where = uri_.getHost() + ":" + std::to_string(uri_.getPort());
     const auto start = std::chrono::steady_clock::now();
     r.stage("connect");
+    vitals::SocketWatchdog dog(d);  // the deadline bounds the whole exchange, not each read
     try {
-      std::unique_ptr<Poco::Net::HTTPClientSession> owned =
-          tls_ ? std::make_unique<Poco::Net::HTTPSClientSession>(uri_.getHost(), uri_.getPort(),
-                                                                 tls_)
-               : std::make_unique<Poco::Net::HTTPClientSession>(uri_.getHost(), uri_.getPort());
+      const std::string address = vitals::resolve(uri_.getHost(), d);
+      std::unique_ptr<Poco::Net::HTTPClientSession> owned;
+      if (tls_)
+        owned = std::make_unique<HttpsSession>(dog, uri_.getHost(), address, uri_.getPort(), tls_);
+      else
+        owned = std::make_unique<vitals::WatchedSession<Poco::Net::HTTPClientSession>>(
+            dog, address, uri_.getPort());
       Poco::Net::HTTPClientSession& session = *owned;
       auto left = [&] {
         return Poco::Timespan(d.remaining_at_least(std::chrono::microseconds(1)).count());
@@ -118,6 +144,7 @@ class HttpProbe {
       session.setTimeout(left(), left(), left());
       Poco::Net::HTTPRequest req(Poco::Net::HTTPRequest::HTTP_GET, uri_.getPathAndQuery(),
                                  Poco::Net::HTTPMessage::HTTP_1_1);
+      req.setHost(uri_.getHost(), uri_.getPort());
       req.set("User-Agent", "vitals-http/1.0");
       for (const auto& [k, v] : headers_) req.set(k, v);
       session.sendRequest(req);
@@ -140,6 +167,7 @@ class HttpProbe {
         char buf[8192];
         while (body.size() < kMaxBody && body_stream.read(buf, sizeof buf).gcount() > 0)
           body.append(buf, static_cast<size_t>(body_stream.gcount()));
+        if (dog.fired()) throw Poco::TimeoutException("deadline");  // the body was cut short
         if (body.find(body_contains_) == std::string::npos) {
           r.fail("body does not contain the expected text (" + std::to_string(body.size()) +
                  " bytes read)");
@@ -150,14 +178,19 @@ class HttpProbe {
                std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(),
                "Time from connect to the end of the checked response.");
       r.pass("HTTP " + std::to_string(status) + " from " + uri_.toString());
-    } catch (const Poco::TimeoutException&) {
-      r.fail("no answer from " + where + " before the deadline");
-    } catch (const Poco::Net::ConnectionRefusedException&) {
-      r.fail("unable to connect to " + where + ": connection refused");
-    } catch (const Poco::Net::SSLException& e) {
-      r.stage("tls").fail("unable to establish TLS with " + where + ": " + e.message());
+    } catch (const std::runtime_error& e) {  // resolve(): not found, or the deadline
+      r.fail(e.what());
     } catch (const Poco::Exception& e) {
-      r.fail("unable to GET " + uri_.toString() + ": " + e.displayText());
+      // After the deadline the watchdog has shut the socket down: whatever Poco made of it
+      // (a timeout, a reset, a closed connection), the answer did not come in time.
+      if (dog.fired() || dynamic_cast<const Poco::TimeoutException*>(&e))
+        r.fail("no answer from " + where + " before the deadline");
+      else if (dynamic_cast<const Poco::Net::ConnectionRefusedException*>(&e))
+        r.fail("unable to connect to " + where + ": connection refused");
+      else if (const auto* tls = dynamic_cast<const Poco::Net::SSLException*>(&e))
+        r.stage("tls").fail("unable to establish TLS with " + where + ": " + tls->message());
+      else
+        r.fail("unable to GET " + uri_.toString() + ": " + e.displayText());
     }
   }
 

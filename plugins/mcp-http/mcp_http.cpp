@@ -9,6 +9,7 @@
 //
 // Stages: reachable -> health (if health_path) -> discover | initialize -> initialized -> ping
 //         -> tools (if expect_tools) -> cleanup (DELETE of the session).
+#include <vitals/poco_net.hpp>
 #include <vitals/probe.hpp>
 
 #include <Poco/Dynamic/Var.h>
@@ -167,10 +168,10 @@ std::optional<std::pair<int, std::string>> rpc_error(const Object::Ptr& o) {
   return std::make_pair(code, str_field(err, "message"));
 }
 
-// HTTPClientSession with a separately callable connect (for the `reachable` stage).
-class Client : public Poco::Net::HTTPClientSession {
+// A watched HTTPClientSession with a separately callable connect (for the `reachable` stage).
+class Client : public vitals::WatchedSession<Poco::Net::HTTPClientSession> {
  public:
-  using Poco::Net::HTTPClientSession::HTTPClientSession;
+  using WatchedSession::WatchedSession;
   void open() { reconnect(); }
 };
 
@@ -195,12 +196,14 @@ struct Reply {
   }
 };
 
-// One run's HTTP conversation: a keep-alive connection to the MCP server, per-call timeouts from
-// the deadline, JSON and SSE bodies.
+// One run's HTTP conversation: a keep-alive connection to the MCP server, JSON and SSE bodies.
+// Each call's deadline bounds it as a whole (a watchdog shuts the socket down), DNS included: the
+// session connects to an address resolved within the deadline, the Host header names the host.
 class Http {
  public:
-  Http(const Poco::URI& url, const std::vector<std::pair<std::string, std::string>>& headers)
-      : url_(url), headers_(headers), client_(url.getHost(), url.getPort()) {
+  Http(const Poco::URI& url, const std::vector<std::pair<std::string, std::string>>& headers,
+       const vitals::Deadline& d)
+      : url_(url), headers_(headers), dog_(d), client_(dog_, std::string(), url.getPort()) {
     client_.setKeepAlive(true);
   }
 
@@ -214,6 +217,7 @@ class Http {
   void connect(const vitals::Deadline& d) {
     arm(d);
     client_.open();
+    check_deadline();
   }
 
   // GET on the server's origin; the body is discarded.
@@ -248,8 +252,19 @@ class Http {
   }
 
  private:
+  // Sets the deadline of the next step; resolves the host for a new connection.
   void arm(const vitals::Deadline& d) {
     if (d.expired()) throw Poco::TimeoutException("deadline reached");
+    dog_.reset(d);
+    if (!client_.connected()) {
+      try {
+        client_.setHost(vitals::resolve(url_.getHost(), d));
+      } catch (const vitals::DeadlineExceeded&) {
+        throw Poco::TimeoutException("resolving " + url_.getHost());
+      } catch (const std::runtime_error&) {
+        throw Poco::Net::HostNotFoundException(url_.getHost());
+      }
+    }
     const Poco::Timespan t(d.remaining_at_least(microseconds(1000)).count());
     client_.setTimeout(t);
     if (client_.connected()) {
@@ -265,8 +280,7 @@ class Http {
       throw Failure("unable to follow redirect " + std::to_string(status) + " from " + from +
                     " to " + excerpt(location_) + ": only http:// is supported");
     if (next.getHost() != url_.getHost() || next.getPort() != url_.getPort()) {
-      client_.reset();
-      client_.setHost(next.getHost());
+      client_.reset();  // the next arm() resolves the new host
       client_.setPort(next.getPort());
     }
     url_ = next;
@@ -274,8 +288,15 @@ class Http {
                      url_.toString() + "; set url to it";
   }
 
+  // After the deadline the watchdog has shut the socket down: whatever Poco made of it (a reset,
+  // a short body, the end of an SSE stream), the step timed out.
+  void check_deadline() const {
+    if (dog_.fired()) throw Poco::TimeoutException("deadline reached");
+  }
+
   Reply exchange(HTTPRequest& req, const std::string& body, const vitals::Deadline& d,
                  int expect_id) {
+    req.setHost(url_.getHost(), url_.getPort());
     req.set("User-Agent", std::string(kClientName) + "/" + kClientVersion);
     for (const auto& [k, v] : headers_) req.set(k, v);
     if (req.getMethod() == HTTPRequest::HTTP_POST)
@@ -302,6 +323,7 @@ class Http {
       if (reply.sse && expect_id >= 0) {
         in_sse_ = true;
         reply.message = read_sse(rs, d, expect_id);
+        check_deadline();
         in_sse_ = false;
         // A body of known length ends by itself: read it out and keep the connection. An open
         // stream (chunked / until close) may never end: drop the connection instead.
@@ -316,9 +338,11 @@ class Http {
           if (o && id_matches(o, expect_id)) reply.message = o;
         }
       }
+      check_deadline();
       return reply;
     } catch (...) {
       client_.reset();
+      check_deadline();
       throw;
     }
   }
@@ -389,6 +413,7 @@ class Http {
 
   Poco::URI url_;
   const std::vector<std::pair<std::string, std::string>>& headers_;
+  vitals::SocketWatchdog dog_;
   Client client_;
   std::string location_;
   std::string redirect_note_;
@@ -441,7 +466,7 @@ class McpHttpProbe {
     const uint64_t reserve_ns = std::min<uint64_t>(total_ns / 10, 500'000'000ull);
     const vitals::Deadline work(d.ns() - reserve_ns);
 
-    Http http(url_, headers_);
+    Http http(url_, headers_, work);
     State st;
     std::optional<std::string> failure;
     try {

@@ -6,6 +6,7 @@
 // When the model is pulled but not loaded, the probe loads it with a load-only POST /api/embed on a
 // background thread of its own (warm-up) and reports `loading` until that request completes.
 // Protocol facts: /work/shared/protocols/PROTOCOLS.md section 1 (see README.md).
+#include <vitals/poco_net.hpp>
 #include <vitals/probe.hpp>
 
 #include <Poco/Exception.h>
@@ -188,7 +189,19 @@ Reply http(const Target& t, const std::string& method, const std::string& path,
     if (l.count() <= 0) throw HttpError("timed out after " + fmt_ms(Clock::now() - started));
     return Poco::Timespan(std::max<Poco::Timespan::TimeDiff>(l.count(), 1000));
   };
-  Poco::Net::HTTPClientSession session(t.host, t.port);
+  // The deadline bounds the whole request, DNS included (Poco's timeouts bound each read only).
+  const vitals::Deadline deadline(
+      static_cast<uint64_t>(std::chrono::nanoseconds(until.time_since_epoch()).count()));
+  vitals::SocketWatchdog dog(deadline);
+  std::string address;
+  try {
+    address = vitals::resolve(t.host, deadline);
+  } catch (const vitals::DeadlineExceeded&) {
+    throw HttpError("timed out after " + fmt_ms(Clock::now() - started) + " resolving " + t.host);
+  } catch (const std::runtime_error&) {
+    throw HttpError("host " + t.host + " not found");
+  }
+  vitals::WatchedSession<Poco::Net::HTTPClientSession> session(dog, address, t.port);
   struct Registration {
     AbortSlot* slot;
     ~Registration() {
@@ -232,22 +245,21 @@ Reply http(const Target& t, const std::string& method, const std::string& path,
       if (reply.body.size() > kMaxBody) throw HttpError("response body larger than 8 MiB");
       if (!in) break;
     }
+    if (dog.fired()) throw Poco::TimeoutException("deadline");  // the body was cut short
     return reply;
   } catch (const HttpError&) {
     throw;
-  } catch (const Poco::TimeoutException&) {
-    throw HttpError("timed out after " + fmt_ms(Clock::now() - started));
-  } catch (const Poco::Net::ConnectionRefusedException&) {
-    throw HttpError("connection refused");
-  } catch (const Poco::Net::ConnectionResetException&) {
-    throw HttpError("connection reset by the server");
-  } catch (const Poco::Net::NoMessageException&) {
-    if (slot && slot->aborted) throw HttpError("aborted");
-    throw HttpError("the server closed the connection without an answer");
-  } catch (const Poco::Net::HostNotFoundException&) {
-    throw HttpError("host " + t.host + " not found");
   } catch (const Poco::Exception& e) {
     if (slot && slot->aborted) throw HttpError("aborted");
+    // After the deadline the watchdog has shut the socket down: whatever Poco made of it.
+    if (dog.fired() || dynamic_cast<const Poco::TimeoutException*>(&e))
+      throw HttpError("timed out after " + fmt_ms(Clock::now() - started));
+    if (dynamic_cast<const Poco::Net::ConnectionRefusedException*>(&e))
+      throw HttpError("connection refused");
+    if (dynamic_cast<const Poco::Net::ConnectionResetException*>(&e))
+      throw HttpError("connection reset by the server");
+    if (dynamic_cast<const Poco::Net::NoMessageException*>(&e))
+      throw HttpError("the server closed the connection without an answer");
     throw HttpError(e.displayText());
   }
 }

@@ -2,6 +2,7 @@
 #include <Poco/Net/NetException.h>
 #include <Poco/Net/SocketAddress.h>
 #include <Poco/Net/StreamSocket.h>
+#include <vitals/net.hpp>
 #include <vitals/probe.hpp>
 
 #include <chrono>
@@ -27,7 +28,8 @@ class TcpProbe {
     r.stage("connect");
     const auto start = std::chrono::steady_clock::now();
     try {
-      Poco::Net::SocketAddress addr(host_, static_cast<Poco::UInt16>(port_));
+      // The name lookup counts against the deadline too (Poco's has no bound of its own).
+      Poco::Net::SocketAddress addr(vitals::resolve(host_, d), static_cast<Poco::UInt16>(port_));
       Poco::Net::StreamSocket socket;
       socket.connect(addr,
                      Poco::Timespan(d.remaining_at_least(std::chrono::microseconds(1)).count()));
@@ -35,12 +37,14 @@ class TcpProbe {
           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       r.number("connect", VITALS_UNIT_SECONDS, secs, "Time to establish the TCP connection.");
       r.pass("connected to " + where);
+    } catch (const vitals::DeadlineExceeded& e) {
+      r.stage("resolve").fail(e.what());
+    } catch (const std::runtime_error&) {  // resolve()
+      r.stage("resolve").fail("unable to resolve " + host_ + ": host not found");
     } catch (const Poco::TimeoutException&) {
       r.fail("unable to connect to " + where + ": timed out");
     } catch (const Poco::Net::ConnectionRefusedException&) {
       r.fail("unable to connect to " + where + ": connection refused");
-    } catch (const Poco::Net::HostNotFoundException&) {
-      r.stage("resolve").fail("unable to resolve " + host_ + ": host not found");
     } catch (const Poco::Exception& e) {
       r.fail("unable to connect to " + where + ": " + e.displayText());
     }

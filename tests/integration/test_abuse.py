@@ -436,10 +436,12 @@ start_period: 0s
 probes:
   dep: {{plugin: tcp, interval: 100ms, timeout: 50ms, failure_threshold: 1, options: {{port: {dep.port}}}}}
 """
+        # A program that passes the load check but cannot be started (exec format error).
+        broken = self.tmp.file(f"broken-{marker}", "not a program\n", mode=0o755)
         faulty = steady + f"""
   slow: {{plugin: exec, tier: optional, interval: 200ms, timeout: 100ms,
           options: {{command: [sh, -c, "sleep 30 & sleep 31; echo {marker}"]}}}}
-  broken: {{plugin: exec, tier: optional, interval: 100ms, options: {{command: [/nonexistent/{marker}]}}}}
+  broken: {{plugin: exec, tier: optional, interval: 100ms, options: {{command: [{broken}]}}}}
 """
         agent = self.start_agent(steady)
         cfg = agent.log_path.replace(".stderr", "")

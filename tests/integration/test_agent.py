@@ -223,9 +223,9 @@ probes:
         self.assertEqual(doc["numbers"][0]["name"], "exit_code")
         code, doc, _ = once(cfg, "odd")
         self.assertEqual((code, doc["status"], doc["message"]), (1, "fail", "unknown: sh exited with 7"))
-        code, doc, _ = once(cfg, "missing")
-        self.assertEqual((code, doc["stage"]), (1, "exec"))
-        self.assertIn("unable to run /nonexistent/program", doc["message"])
+        code, _, p = once(cfg, "missing")  # refused at load: a config error (test_exec.py)
+        self.assertEqual(code, 100)
+        self.assertIn("probes.missing.options: command: unable to run /nonexistent/program", p.stderr)
 
         marker = f"vitals-test-{os.getpid()}-{time.monotonic_ns()}"
         cfg2 = self.tmp.file("v2.yaml", f"""
@@ -277,6 +277,12 @@ probes:
         p = run_vitals("plugins", "--plugin-dir", FAKES)
         self.assertIn("refused", p.stdout)
         self.assertIn("(abi_major): built for ABI 2.x, agent speaks 1.x", p.stdout)
+        missing = os.path.join(self.tmp.path, "no-such-dir")
+        for cmd in (("plugins",), ("describe", "tcp")):
+            p = run_vitals(*cmd, "--plugin-dir", missing)
+            self.assertEqual((p.returncode, p.stdout), (100, ""), cmd)
+            self.assertEqual(p.stderr, f"vitals: unable to read plugin directory {missing}: "
+                             "No such file or directory\n")
         self.assertEqual(run_vitals("frobnicate").returncode, 100)
 
 

@@ -8,7 +8,7 @@ import subprocess
 import threading
 import unittest
 
-from vitals_testlib import VitalsTestCase, once
+from vitals_testlib import Trickle, VitalsTestCase, once, wait_for
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -74,11 +74,13 @@ class HttpPlugin(VitalsTestCase):
     def test_https(self):
         cert, key = os.path.join(self.tmp.path, "cert.pem"), os.path.join(self.tmp.path, "key.pem")
         subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-                        "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                        "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost",
                         "-keyout", key, "-out", cert], check=True, capture_output=True)
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(cert, key)
         port = self.serve(ctx)
+        # The probe connects to the address it resolved; the certificate (names only, no IP) must
+        # still be checked against the URL's host name.
         url = f"https://localhost:{port}/200"
         cfg = self.config(f"""
   trusted: {{plugin: http, options: {{url: "{url}", ca_file: "{cert}"}}}}
@@ -92,6 +94,44 @@ class HttpPlugin(VitalsTestCase):
         self.assertIn("unable to establish TLS with localhost:", doc["message"])
         code, doc, _ = once(cfg, "unverified")
         self.assertEqual((code, doc["status"]), (0, "pass"), doc)
+
+
+class Deadline(VitalsTestCase):
+    """The probe's timeout bounds the whole run, not each read: a server that trickles its answer
+    cannot keep a run going."""
+
+    def trickle(self, **kw):
+        server = Trickle(**kw)
+        self.addCleanup(server.close)
+        return server
+
+    def test_trickled_body_and_head_end_at_the_deadline(self):
+        body, head = self.trickle(), self.trickle(slow_head=True)
+        cfg = self.tmp.file("v.yaml", f"""
+probes:
+  body: {{plugin: http, timeout: 1s, options: {{url: "http://127.0.0.1:{body.port}/", body_contains: ok}}}}
+  head: {{plugin: http, timeout: 1s, options: {{url: "http://127.0.0.1:{head.port}/"}}}}
+""")
+        for name, server, stage in (("body", body, "body"), ("head", head, "status")):
+            code, doc, p = once(cfg, name)
+            # The plugin's own result (not the host's "did not finish within 1s").
+            self.assertEqual((code, doc["stage"], doc["message"]),
+                             (1, stage, f"no answer from 127.0.0.1:{server.port} before the deadline"),
+                             p.stdout)
+            wait_for(lambda: server.ended, what="the connection to be dropped")
+            self.assertLess(server.ended[0], 10)
+
+    def test_agent_runs_again_after_a_trickled_answer(self):
+        server = self.trickle()
+        agent = self.start_agent(f"""
+listen: 127.0.0.1:@PORT@
+probes:
+  web: {{plugin: http, interval: 1s, timeout: 500ms, options: {{url: "http://127.0.0.1:{server.port}/", body_contains: ok}}}}
+""")
+        # A run stuck reading would hold the probe (it is not started again until the run
+        # returns): each run must end at its deadline, so the next ones come.
+        wait_for(lambda: server.accepted >= 3, timeout=20, what="three runs")
+        self.assertIn("before the deadline", agent.probe("web")["message"])
 
 
 if __name__ == "__main__":

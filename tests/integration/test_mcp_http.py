@@ -21,7 +21,7 @@ import subprocess
 import threading
 import unittest
 
-from vitals_testlib import SOURCE_DIR, VitalsTestCase, free_port, http_get, once, wait_for, wait_port
+from vitals_testlib import SOURCE_DIR, Trickle, VitalsTestCase, free_port, http_get, once, wait_for, wait_port
 
 FIXTURES = os.path.join(SOURCE_DIR, "tests", "fixtures", "mcp")
 NODE = shutil.which("node")
@@ -328,6 +328,23 @@ probes:
                 cfg = self.tmp.file("bad.yaml", config(options).replace("@PORT@", str(free_port())))
                 code, _, proc = once(cfg, "mcp")
                 self.assertEqual(code, 100, proc.stdout + proc.stderr)
+
+
+class Deadline(VitalsTestCase):
+    def test_trickled_answer_ends_at_the_deadline(self):
+        """The run's timeout bounds each exchange as a whole, not each read."""
+        for kw in ({}, {"slow_head": True}):
+            server = Trickle(**kw)
+            self.addCleanup(server.close)
+            url = f"http://127.0.0.1:{server.port}/mcp"
+            cfg = self.tmp.file("v.yaml", f"""
+probes:
+  mcp: {{plugin: mcp-http, timeout: 1s, options: {{url: "{url}"}}}}
+""")
+            code, doc, p = once(cfg, "mcp")
+            self.assertEqual((code, doc["stage"], doc["message"]),
+                             (1, "discover", f"timed out waiting for the server/discover response from {url}"),
+                             p.stdout)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import sys
 import unittest
 import urllib.request
 
-from vitals_testlib import SOURCE_DIR, VitalsTestCase, free_port, once, wait_for, wait_port
+from vitals_testlib import SOURCE_DIR, Trickle, VitalsTestCase, free_port, once, wait_for, wait_port
 
 FAKE = os.path.join(SOURCE_DIR, "tests", "fakes", "ollama", "fake_ollama.py")
 LOAD_BODY = {"model": "nomic-embed-text", "input": "", "keep_alive": -1}
@@ -354,6 +354,22 @@ class OllamaProbeTest(VitalsTestCase):
                  what="a run that reuses the last embedding check")
         wait_for(lambda: len(self.requests("GET", "/api/ps")) >= 4, 30, what="more runs")
         self.assertEqual(len(self.requests("POST", "/api/embed")), 1)
+
+
+class Deadline(VitalsTestCase):
+    def test_trickled_answer_ends_at_the_deadline(self):
+        """The run's timeout bounds each request as a whole, not each read."""
+        for kw in ({}, {"slow_head": True}):
+            server = Trickle(**kw)
+            self.addCleanup(server.close)
+            cfg = self.tmp.file("v.yaml", f"""
+probes:
+  llm: {{plugin: ollama, timeout: 1s, options: {{url: "http://127.0.0.1:{server.port}"}}}}
+""")
+            code, doc, p = once(cfg, "llm")
+            self.assertEqual((code, doc["stage"]), (1, "reachable"), p.stdout)
+            self.assertRegex(doc["message"], rf"^unable to reach Ollama at 127.0.0.1:{server.port}: "
+                             r"GET /api/version: timed out after \d+ ms$")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import unittest
 import urllib.error
@@ -181,3 +182,57 @@ class VitalsTestCase(unittest.TestCase):
             p.wait()
         self.addCleanup(kill)
         return p
+
+
+class Trickle:
+    """A server that never finishes an answer: after the request it sends `head` (the status line
+    and headers) at once, or one byte at a time with `slow_head`, then one body byte every
+    300 ms, for up to 60 s. A client whose deadline bounds each read only keeps reading;
+    `ended` holds how long each connection lasted (seconds) once the client dropped it."""
+
+    def __init__(self, head=b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: 100000\r\n\r\n", slow_head=False):
+        self.head, self.slow_head = head, slow_head
+        self.accepted = 0
+        self.ended = []
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.stop = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while not self.stop:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn):
+        start = time.monotonic()
+        try:
+            conn.recv(65536)
+            if self.slow_head:
+                for i in range(len(self.head) - 2):  # never the blank line that ends the head
+                    conn.send(self.head[i:i + 1])
+                    time.sleep(0.3)
+                while time.monotonic() - start < 60 and not self.stop:
+                    conn.send(b"X")  # an endless header name
+                    time.sleep(0.3)
+            else:
+                conn.sendall(self.head)
+                while time.monotonic() - start < 60 and not self.stop:
+                    conn.send(b" ")
+                    time.sleep(0.3)
+        except OSError:
+            pass
+        finally:
+            self.ended.append(time.monotonic() - start)
+            conn.close()
+
+    def close(self):
+        self.stop = True
+        self.sock.close()

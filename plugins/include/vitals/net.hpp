@@ -1,0 +1,186 @@
+// Network helpers that keep blocking socket code inside a run's deadline, for plugins whose
+// library bounds each read (SO_RCVTIMEO) but not the whole exchange, and resolves names without
+// any bound. POSIX and the C++ standard library only.
+//
+//   vitals::SocketWatchdog dog(d);                     // before the first blocking call
+//   const std::string ip = vitals::resolve(host, d);   // DNS within the deadline
+//   ... connect to ip, then dog.watch(fd) ...          // at the deadline the socket is shut down
+//   if (dog.fired()) r.fail("timed out");              // whatever the library reported
+#pragma once
+
+#include <netdb.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <vitals/probe.hpp>
+
+#include <fcntl.h>
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace vitals {
+
+// Thrown by resolve() when the deadline passes first.
+struct DeadlineExceeded : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// Shuts the watched socket down (SHUT_RDWR) just before the deadline, so a read or write blocked
+// in any library returns at once and the run still returns in time: it fires a tenth of the time
+// left early (at least 5 ms, at most 100 ms). It watches a duplicate of the descriptor, so the
+// library may close or replace its socket at any time. One thread per watchdog, joined by the
+// destructor.
+class SocketWatchdog {
+ public:
+  explicit SocketWatchdog(const Deadline& d)
+      : deadline_ns_(d.ns()), fire_ns_(fire_time(d)), thread_([this] { loop(); }) {}
+  SocketWatchdog(const SocketWatchdog&) = delete;
+  SocketWatchdog& operator=(const SocketWatchdog&) = delete;
+  ~SocketWatchdog() {
+    {
+      std::lock_guard<std::mutex> lock(m_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+    if (fd_ >= 0) close(fd_);
+  }
+
+  // Watches this socket from now on (a new connection replaces the previous one).
+  void watch(int fd) {
+    std::lock_guard<std::mutex> lock(m_);
+    if (fd_ >= 0) close(fd_);
+    fd_ = fd >= 0 ? fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1;
+    if (fired_ && fd_ >= 0) shutdown(fd_, SHUT_RDWR);
+  }
+
+  // Moves the deadline (e.g. a later one for a cleanup step); a passed deadline fires at once.
+  void reset(const Deadline& d) {
+    {
+      std::lock_guard<std::mutex> lock(m_);
+      if (d.ns() == deadline_ns_) return;
+      deadline_ns_ = d.ns();
+      fire_ns_ = fire_time(d);
+      fired_ = false;
+    }
+    cv_.notify_all();
+  }
+
+  // True once it fired (the watched socket, if any, was shut down).
+  bool fired() const {
+    std::lock_guard<std::mutex> lock(m_);
+    return fired_;
+  }
+
+ private:
+  static uint64_t fire_time(const Deadline& d) {
+    const auto left = std::chrono::duration_cast<std::chrono::nanoseconds>(d.remaining());
+    const auto margin = std::clamp<std::chrono::nanoseconds>(
+        left / 10, std::chrono::milliseconds(5), std::chrono::milliseconds(100));
+    return d.ns() - static_cast<uint64_t>(std::min(margin, left).count());
+  }
+
+  void loop() {
+    std::unique_lock<std::mutex> lock(m_);
+    while (!stop_) {
+      // steady_clock is CLOCK_MONOTONIC, the clock of the deadline.
+      const std::chrono::steady_clock::time_point until{std::chrono::nanoseconds(fire_ns_)};
+      if (!fired_ && std::chrono::steady_clock::now() >= until) {
+        fired_ = true;
+        if (fd_ >= 0) shutdown(fd_, SHUT_RDWR);
+      }
+      if (fired_)
+        cv_.wait(lock);
+      else
+        cv_.wait_until(lock, until);
+    }
+  }
+
+  mutable std::mutex m_;
+  std::condition_variable cv_;
+  uint64_t deadline_ns_;
+  uint64_t fire_ns_;
+  int fd_ = -1;
+  bool fired_ = false;
+  bool stop_ = false;
+  std::thread thread_;  // last: starts once the members above exist
+};
+
+// Resolves `host` (a name or an address literal) within the deadline and returns an address as
+// text (the first IPv4 one, else the first). Throws DeadlineExceeded, or std::runtime_error("unable
+// to resolve ..."). A lookup still running at the deadline is left to finish in glibc's resolver
+// thread and freed by a later call.
+inline std::string resolve(const std::string& host, const Deadline& d) {
+  struct Lookup {
+    std::string name;
+    addrinfo hints{};
+    gaicb cb{};
+  };
+  static std::mutex abandoned_mutex;
+  static std::vector<Lookup*> abandoned;
+  {
+    std::lock_guard<std::mutex> lock(abandoned_mutex);
+    for (auto it = abandoned.begin(); it != abandoned.end();) {
+      if (gai_error(&(*it)->cb) == EAI_INPROGRESS) {
+        ++it;
+        continue;
+      }
+      if ((*it)->cb.ar_result) freeaddrinfo((*it)->cb.ar_result);
+      delete *it;
+      it = abandoned.erase(it);
+    }
+  }
+
+  auto* l = new Lookup{host};
+  l->hints.ai_socktype = SOCK_STREAM;
+  l->hints.ai_flags = AI_ADDRCONFIG;
+  l->cb.ar_name = l->name.c_str();
+  l->cb.ar_request = &l->hints;
+  gaicb* list[] = {&l->cb};
+  if (const int rc = getaddrinfo_a(GAI_NOWAIT, list, 1, nullptr); rc != 0) {
+    delete l;
+    throw std::runtime_error("unable to resolve " + host + ": " + gai_strerror(rc));
+  }
+  while (gai_error(&l->cb) == EAI_INPROGRESS) {
+    const auto left = std::chrono::duration_cast<std::chrono::nanoseconds>(d.remaining());
+    if (left.count() <= 0) {
+      if (gai_cancel(&l->cb) == EAI_CANCELED) {
+        delete l;
+      } else {
+        std::lock_guard<std::mutex> lock(abandoned_mutex);
+        abandoned.push_back(l);
+      }
+      throw DeadlineExceeded("unable to resolve " + host + " before the deadline");
+    }
+    const timespec ts{static_cast<time_t>(left.count() / 1000000000),
+                      static_cast<long>(left.count() % 1000000000)};
+    gai_suspend(list, 1, &ts);
+  }
+  const int rc = gai_error(&l->cb);
+  addrinfo* res = l->cb.ar_result;
+  delete l;
+  if (rc != 0 || !res) {
+    if (res) freeaddrinfo(res);
+    throw std::runtime_error("unable to resolve " + host + ": " +
+                             (rc == EAI_SYSTEM ? std::string("system error") : gai_strerror(rc)));
+  }
+  const addrinfo* pick = res;  // IPv4 first, as Poco does for a name with both
+  for (const addrinfo* a = res; a; a = a->ai_next)
+    if (a->ai_family == AF_INET) {
+      pick = a;
+      break;
+    }
+  char text[NI_MAXHOST] = "";
+  const int nrc =
+      getnameinfo(pick->ai_addr, pick->ai_addrlen, text, sizeof text, nullptr, 0, NI_NUMERICHOST);
+  freeaddrinfo(res);
+  if (nrc != 0) throw std::runtime_error("unable to resolve " + host + ": " + gai_strerror(nrc));
+  return text;
+}
+
+}  // namespace vitals
