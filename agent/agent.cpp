@@ -201,9 +201,11 @@ class Agent {
     check_ready();
   }
 
+  // After each recorded result, a start and a reload: the first time the agent is ready, the
+  // "has been ready" latch is set (it ends the start period's grace) and s6 is notified.
   void check_ready() {
-    if (!notifier_ || !notifier_->pending()) return;
-    if (health_.snapshot().ready && notifier_->notify()) spdlog::info("ready: notified s6");
+    if (!health_.latch_ready() || !notifier_ || !notifier_->pending()) return;
+    if (notifier_->notify()) spdlog::info("ready: notified s6");
   }
 
   AgentFacts facts() {

@@ -78,6 +78,20 @@ class TiersAndTransitions(VitalsTestCase):
         dep.open()
         agent.wait_status("healthy")
 
+    def test_has_been_ready_is_set_by_results_not_by_requests(self):
+        # Ready for a while with nobody asking, then failing, still inside start_period: the agent
+        # has been ready, so this is unhealthy, not starting (whether or not /health was asked).
+        dep = Listener(free_port())
+        self.addCleanup(dep.close)
+        agent = self.start_agent(TCP_CONFIG.format(start_period="60s", dep_port=dep.port))
+        dep.open()
+        wait_for(lambda: "unknown -> pass" in agent.log() or "fail -> pass" in agent.log(), 15,
+                 what="the probe to pass")
+        dep.close()
+        wait_for(lambda: "pass -> fail" in agent.log(), 15, what="the probe to fail")
+        status, h = agent.health()
+        self.assertEqual((status, h["status"], h["ready"]), (503, "unhealthy", False), agent.log())
+
     def test_start_period_over_means_unhealthy(self):
         agent = self.start_agent(TCP_CONFIG.format(start_period="0s", dep_port=free_port()))
         agent.wait_probe("dep", "fail")  # not "starting": the failure counts at once
