@@ -123,8 +123,8 @@ class Agent {
       spdlog::error("{}", why);
       return kPermanent;
     }
-    if (fd && !fd_is_open(*fd, why)) {
-      spdlog::critical("notification-fd {} is not open: {}", *fd, why);
+    if (fd && !(why = notify_fd_problem(*fd)).empty()) {
+      spdlog::critical("{}", why);
       return kTemporary;
     }
     notifier_ = std::make_unique<ReadinessNotifier>(fd);
@@ -205,7 +205,11 @@ class Agent {
   // "has been ready" latch is set (it ends the start period's grace) and s6 is notified.
   void check_ready() {
     if (!health_.latch_ready() || !notifier_ || !notifier_->pending()) return;
-    if (notifier_->notify()) spdlog::info("ready: notified s6");
+    std::string why;
+    if (notifier_->notify(why))
+      spdlog::info("ready: notified s6");
+    else if (!why.empty())
+      spdlog::error("ready, but unable to notify s6: {}", why);
   }
 
   AgentFacts facts() {

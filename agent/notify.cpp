@@ -106,12 +106,18 @@ void poll_until_ready(const std::string& config_path, const std::string& name, i
     const RunResult r = probe->run_guarded(probe);
     if (exited(prog_pidfd, Millis(0))) return;  // never notify for a dead service
     if (r.status == Status::Pass) {
-      notifier.notify();
-      spdlog::info(
-          "probe {} passed after {:.0f}ms (that run took {:.1f}ms): ready", name,
+      const double after_ms =
           std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
-              .count(),
-          r.duration_s * 1000);
+              .count();
+      std::string why;
+      if (notifier.notify(why))
+        spdlog::info("probe {} passed after {:.0f}ms (that run took {:.1f}ms): ready", name,
+                     after_ms, r.duration_s * 1000);
+      else
+        spdlog::error(
+            "probe {} passed after {:.0f}ms, but unable to write the readiness newline "
+            "to notification-fd {}: {}; s6 does not know the service is ready",
+            name, after_ms, fd, why);
       return;
     }
     const std::string now = std::string(to_string(r.status)) + " at " + r.stage + ": " + r.message;
@@ -197,8 +203,7 @@ int cmd_notify(int argc, char** argv) {
     return fail(kPermanent,
                 "no notification fd: pass --notify-fd or run from a service directory with "
                 "notification-fd");
-  if (!fd_is_open(*fd, why))
-    return fail(kTemporary, "notification-fd " + std::to_string(*fd) + " is not open: " + why);
+  if (why = notify_fd_problem(*fd); !why.empty()) return fail(kTemporary, why);
 
   // Double fork: PROG forks A, A forks the poller B and exits, PROG reaps A and execs. B is never
   // PROG's child, so a daemon that reaps unknown children as crashed workers (the postmaster

@@ -397,6 +397,14 @@ class Readiness(VitalsTestCase):
         self.assertEqual(p.returncode, 111)
         self.assertIn("notification-fd 57 is not open", p.stderr)
 
+    def test_read_only_notify_fd_exits_111(self):
+        cfg = self.tmp.file("v.yaml", "probes: {}\n")
+        with open(os.devnull) as ro:
+            fd = ro.fileno()
+            p = run_vitals("run", "-c", cfg, "--notify-fd", str(fd), pass_fds=[fd])
+        self.assertEqual(p.returncode, 111)
+        self.assertIn(f"notification-fd {fd} is open read-only", p.stderr)
+
 
 @unittest.skipUnless(FAKES, "needs the fake plugins (run through ctest)")
 class MisbehavingPlugins(VitalsTestCase):

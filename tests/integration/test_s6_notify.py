@@ -415,5 +415,49 @@ exec {self.notify_cmd(cfg, "model")} sleep 100000
         wait_for(lambda: processes_with(cfg) == [], 30, what="the poller to exit after notifying")
 
 
+class NotifyWithoutS6Test(VitalsTestCase):
+    """What `vitals notify` refuses before PROG starts, and what it never claims; the notification
+    fd is a pipe (or a file) passed with --notify-fd, no s6 needed."""
+
+    def config(self, probes_yaml, plugin_dir=None):
+        text = f"plugin_dir: {plugin_dir}\n" if plugin_dir else ""
+        return self.tmp.file("vitals.yaml", text + "probes:\n" + probes_yaml)
+
+    def notify(self, cfg, probe, fd, prog, shell_redirect=""):
+        """Runs `vitals notify -c CFG --probe PROBE --notify-fd FD -- PROG...` through sh (so a test
+        can set fds up with SHELL_REDIRECT); returns the Popen, stderr going to self.stderr_path."""
+        self.stderr_path = os.path.join(self.tmp.path, "stderr")
+        cmd = f"exec {sh_quote(VITALS, 'notify', '-c', cfg, '--probe', probe, '--notify-fd', fd, '--', *prog)}"
+        with open(self.stderr_path, "w") as err:
+            return self.spawn(["sh", "-c", cmd + " " + shell_redirect], stderr=err,
+                              stdin=subprocess.DEVNULL, pass_fds=(fd,) if shell_redirect == "" else ())
+
+    def stderr(self):
+        with open(self.stderr_path) as f:
+            return f.read()
+
+    def test_a_read_only_notification_fd_exits_111_before_prog_starts(self):
+        cfg = self.config("  chk: {plugin: exec, options: {command: [\"true\"]}}\n")
+        marker = os.path.join(self.tmp.path, "prog-ran")
+        p = self.notify(cfg, "chk", 3, ["touch", marker], shell_redirect="3</dev/null")
+        self.assertEqual(p.wait(30), 111, self.stderr())
+        self.assertIn("notification-fd 3 is open read-only", self.stderr())
+        self.assertEqual(len(self.stderr().splitlines()), 1, self.stderr())
+        self.assertFalse(os.path.exists(marker), "PROG ran")
+
+    def test_a_newline_that_could_not_be_written_is_never_called_ready(self):
+        # The reader is gone before the probe passes: the write fails (EPIPE), and the poller must
+        # say so instead of "ready".
+        cfg = self.config("  chk: {plugin: exec, options: {command: [\"true\"]}}\n")
+        r, w = os.pipe()
+        os.close(r)
+        self.notify(cfg, "chk", w, ["sleep", "60"])
+        os.close(w)
+        wait_for(lambda: "probe chk passed after" in self.stderr(), 30, what="the probe to pass")
+        log = self.stderr()
+        self.assertIn("but unable to write the readiness newline to notification-fd", log)
+        self.assertNotIn(": ready", log)
+
+
 if __name__ == "__main__":
     unittest.main()
