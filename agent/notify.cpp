@@ -1,5 +1,6 @@
 #include "notify.hpp"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
@@ -28,6 +29,15 @@ constexpr const char* kUsage =
 int fail(int code, const std::string& message) {
   std::fprintf(stderr, "vitals notify: %s\n", message.c_str());
   return code;
+}
+
+// The poller tells PROG, which waits before it execs, whether the probe loaded: one byte, the exit
+// code (kOk: go on).
+void send_verdict(int fd, int code) {
+  const unsigned char c = static_cast<unsigned char>(code);
+  while (write(fd, &c, 1) < 0 && errno == EINTR) {
+  }
+  close(fd);
 }
 
 // True once the process behind `pidfd` has exited; waits up to `wait` for it (negative: forever).
@@ -79,8 +89,9 @@ class Pace {
 };
 
 // The poller. It is not PROG's child (see cmd_notify), and watches PROG through a pidfd.
+// It first loads the probe and sends its verdict on `verdict_fd`.
 void poll_until_ready(const std::string& config_path, const std::string& name, int fd,
-                      int prog_pidfd, std::optional<Millis> deadline) {
+                      int prog_pidfd, std::optional<Millis> deadline, int verdict_fd) {
   // PROG's exit ends the poller at once, even in the middle of a probe run.
   std::thread([prog_pidfd] {
     exited(prog_pidfd, Millis(-1));
@@ -90,9 +101,11 @@ void poll_until_ready(const std::string& config_path, const std::string& name, i
   std::vector<std::string> errors;
   auto prepared = prepare(config_path, {}, errors, name);
   if (!prepared) {
-    for (const auto& e : errors) spdlog::error("{}", e);
+    for (const auto& e : errors) std::fprintf(stderr, "%s\n", e.c_str());
+    send_verdict(verdict_fd, kPermanent);
     return;
   }
+  send_verdict(verdict_fd, kOk);
   apply_log_level(prepared->config);  // as `vitals run` does: the container's `warn` hides info
   std::shared_ptr<Probe> probe = prepared->probes.front();
   const Millis interval =
@@ -188,14 +201,13 @@ int cmd_notify(int argc, char** argv) {
   if (config_path.empty() || name.empty())
     return fail(kPermanent, "needs -c FILE and --probe NAME");
 
-  // Check what can be checked cheaply before PROG starts; plugins load in the poller.
+  // The notification fd first (its number may come from the config); the probe itself (plugin,
+  // options, create) loads in the poller, and PROG starts only once it has.
   ConfigResult c = load_config(config_path);
   if (!c.config) {
     for (const auto& e : c.errors) std::fprintf(stderr, "%s\n", e.c_str());
     return kPermanent;
   }
-  if (!c.config->probe(name))
-    return fail(kPermanent, config_path + ": no probe named '" + name + "'");
   std::string why;
   const auto fd = resolve_notify_fd(fd_flag, c.config->notify_fd, why);
   if (!why.empty()) return fail(kPermanent, why);
@@ -208,26 +220,40 @@ int cmd_notify(int argc, char** argv) {
   // Double fork: PROG forks A, A forks the poller B and exits, PROG reaps A and execs. B is never
   // PROG's child, so a daemon that reaps unknown children as crashed workers (the postmaster
   // treats any child killed by a signal as a crash of a backend) never sees it. A opens a pidfd
-  // on PROG while PROG is blocked waiting for A, so it cannot refer to another process.
+  // on PROG while PROG is blocked waiting for A, so it cannot refer to another process. PROG then
+  // waits for B's verdict on the probe: a configuration error exits 100 before PROG starts.
+  int verdict[2];
+  if (pipe2(verdict, O_CLOEXEC) != 0)
+    return fail(kTemporary, std::string("unable to create a pipe: ") + strerror(errno));
   const pid_t prog = getpid();
   const pid_t a = fork();
   if (a < 0) return fail(kTemporary, std::string("unable to fork: ") + strerror(errno));
   if (a == 0) {
+    close(verdict[0]);
     const int prog_pidfd = static_cast<int>(syscall(SYS_pidfd_open, prog, 0));
     if (prog_pidfd < 0) {
       std::fprintf(stderr, "vitals notify: unable to watch pid %d: %s\n", prog, strerror(errno));
       _exit(0);
     }
     if (fork() == 0) {
-      poll_until_ready(config_path, name, *fd, prog_pidfd, deadline);
+      poll_until_ready(config_path, name, *fd, prog_pidfd, deadline, verdict[1]);
       spdlog::default_logger()->flush();
       _exit(0);
     }
     _exit(0);
   }
+  close(verdict[1]);
   int status = 0;
   while (waitpid(a, &status, 0) < 0 && errno == EINTR) {
   }
+  unsigned char code = 0;
+  ssize_t n;
+  do {
+    n = read(verdict[0], &code, 1);
+  } while (n < 0 && errno == EINTR);
+  close(verdict[0]);
+  if (n != 1) return fail(kTemporary, "the poller exited before loading probe " + name);
+  if (code != kOk) return code;
   close(*fd);  // only the poller may write to it
   execvp(argv[i], argv + i);
   std::fprintf(stderr, "vitals notify: unable to exec %s: %s\n", argv[i], strerror(errno));

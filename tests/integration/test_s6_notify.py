@@ -317,6 +317,9 @@ exec {self.notify_cmd(cfg, "db")} {prog}
 """, down=True)
         self.scan.start()
         self.scan.svc("-o", self.scan.path("db"))
+        # PROG starts once the poller has loaded the probe; it may run the probe before the gate
+        # file is there.
+        self.wait_until(lambda: os.path.exists(gate), "PROG to start", log)
         return gate, log
 
     def test_prog_exiting_before_readiness_takes_the_poller_with_it(self):
@@ -444,6 +447,31 @@ class NotifyWithoutS6Test(VitalsTestCase):
         self.assertIn("notification-fd 3 is open read-only", self.stderr())
         self.assertEqual(len(self.stderr().splitlines()), 1, self.stderr())
         self.assertFalse(os.path.exists(marker), "PROG ran")
+
+    def test_a_probe_that_cannot_load_exits_100_before_prog_starts(self):
+        # Errors only the plugin can find (unknown plugin, unknown or badly typed option, a probe
+        # that is not there): one line naming file, line and field, exit 100, PROG never runs.
+        marker = os.path.join(self.tmp.path, "prog-ran")
+        cases = [
+            ("  db: {plugin: nosuch}\n", "db", r"vitals\.yaml:2: probes\.db\.plugin: no plugin 'nosuch' in "),
+            ("  db: {plugin: tcp, options: {port: 5432, colour: red}}\n", "db",
+             r"vitals\.yaml:2: probes\.db\.options: unknown option 'colour' for plugin tcp"),
+            ("  db: {plugin: tcp, options: {port: many}}\n", "db", r"vitals\.yaml:2: probes\.db\.options\.port"),
+            ("  db: {plugin: tcp, options: {port: 5432}}\n", "nope", r"vitals\.yaml: no probe named 'nope'; probes: db"),
+        ]
+        for probes, probe, error in cases:
+            with self.subTest(error=error):
+                cfg = self.config(probes)
+                r, w = os.pipe()
+                self.addCleanup(os.close, r)
+                p = self.notify(cfg, probe, w, ["touch", marker])
+                os.close(w)
+                self.assertEqual(p.wait(30), 100, self.stderr())
+                lines = self.stderr().splitlines()
+                self.assertEqual(len(lines), 1, lines)
+                self.assertRegex(lines[0], error)
+                self.assertFalse(os.path.exists(marker), "PROG ran")
+                self.assertEqual(os.read(r, 1), b"", "something was written to the notification fd")
 
     def test_a_newline_that_could_not_be_written_is_never_called_ready(self):
         # The reader is gone before the probe passes: the write fails (EPIPE), and the poller must
