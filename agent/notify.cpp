@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <string>
 #include <thread>
 
@@ -40,15 +41,64 @@ void send_verdict(int fd, int code) {
   close(fd);
 }
 
-// True once the process behind `pidfd` has exited; waits up to `wait` for it (negative: forever).
-bool exited(int pidfd, Millis wait) {
-  pollfd p{pidfd, POLLIN, 0};
-  int n;
-  do {
-    n = poll(&p, 1, wait.count() < 0 ? -1 : static_cast<int>(wait.count()));
-  } while (n < 0 && errno == EINTR);
-  return n > 0;
-}
+// Watches PROG from the poller, which is not its child. A pidfd (Linux 5.3+) becomes readable when
+// PROG exits. Without pidfd_open (ENOSYS on older kernels, or a seccomp filter), PROG's /proc/<pid>
+// directory, opened the same way while PROG is blocked, keeps naming that process and never a later
+// one with the same pid: it is checked every kProcPoll, and PROG has exited once its stat says
+// zombie or the directory answers ESRCH (reaped).
+class ProgWatch {
+ public:
+  bool open(pid_t pid, std::string& error) {
+    pidfd_ = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+    if (pidfd_ >= 0) return true;
+    const std::string pidfd_error = strerror(errno);
+    procfd_ = ::open(("/proc/" + std::to_string(pid)).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (procfd_ >= 0) return true;
+    error =
+        "pidfd_open: " + pidfd_error + "; /proc/" + std::to_string(pid) + ": " + strerror(errno);
+    return false;
+  }
+
+  // True once PROG has exited; waits up to `wait` for it (negative: forever).
+  bool exited(Millis wait) const {
+    if (pidfd_ >= 0) {
+      pollfd p{pidfd_, POLLIN, 0};
+      int n;
+      do {
+        n = poll(&p, 1, wait.count() < 0 ? -1 : static_cast<int>(wait.count()));
+      } while (n < 0 && errno == EINTR);
+      return n > 0;
+    }
+    const auto until = std::chrono::steady_clock::now() + wait;
+    for (;;) {
+      if (gone()) return true;
+      Millis step = kProcPoll;
+      if (wait.count() >= 0) {
+        const auto left = std::chrono::ceil<Millis>(until - std::chrono::steady_clock::now());
+        if (left <= Millis(0)) return false;
+        step = std::min(step, left);
+      }
+      std::this_thread::sleep_for(step);
+    }
+  }
+
+ private:
+  static constexpr Millis kProcPoll{50};
+
+  bool gone() const {
+    const int fd = openat(procfd_, "stat", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return errno == ESRCH || errno == ENOENT;
+    char buf[512];
+    const ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) return n == 0 || errno == ESRCH;
+    buf[n] = '\0';
+    const char* end = std::strrchr(buf, ')');  // "pid (comm) state ...": comm may hold anything
+    return end && end[1] == ' ' && (end[2] == 'Z' || end[2] == 'X');
+  }
+
+  int pidfd_ = -1, procfd_ = -1;
+};
 
 // The poller's pace. While results change, and on a warn (progress in flight, such as a model
 // load), it runs every start_interval. A failure (fail or unknown) that stays the same (status,
@@ -91,10 +141,10 @@ class Pace {
 // The poller. It is not PROG's child (see cmd_notify), and watches PROG through a pidfd.
 // It first loads the probe and sends its verdict on `verdict_fd`.
 void poll_until_ready(const std::string& config_path, const std::string& name, int fd,
-                      int prog_pidfd, std::optional<Millis> deadline, int verdict_fd) {
+                      const ProgWatch& prog, std::optional<Millis> deadline, int verdict_fd) {
   // PROG's exit ends the poller at once, even in the middle of a probe run.
-  std::thread([prog_pidfd] {
-    exited(prog_pidfd, Millis(-1));
+  std::thread([prog] {
+    prog.exited(Millis(-1));
     spdlog::default_logger()->flush();
     _exit(0);
   }).detach();
@@ -117,7 +167,7 @@ void poll_until_ready(const std::string& config_path, const std::string& name, i
   for (;;) {
     const auto run_start = std::chrono::steady_clock::now();
     const RunResult r = probe->run_guarded(probe);
-    if (exited(prog_pidfd, Millis(0))) return;  // never notify for a dead service
+    if (prog.exited(Millis(0))) return;  // never notify for a dead service
     if (r.status == Status::Pass) {
       const double after_ms =
           std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
@@ -151,7 +201,7 @@ void poll_until_ready(const std::string& config_path, const std::string& name, i
     auto next = run_start + pace.wait();
     if (deadline) next = std::min(next, start + *deadline);  // one last run at the deadline
     const auto left = std::chrono::duration_cast<Millis>(next - std::chrono::steady_clock::now());
-    if (exited(prog_pidfd, std::max(left, Millis(0)))) return;  // PROG died while we waited
+    if (prog.exited(std::max(left, Millis(0)))) return;  // PROG died while we waited
   }
 }
 
@@ -219,7 +269,7 @@ int cmd_notify(int argc, char** argv) {
 
   // Double fork: PROG forks A, A forks the poller B and exits, PROG reaps A and execs. B is never
   // PROG's child, so a daemon that reaps unknown children as crashed workers (the postmaster
-  // treats any child killed by a signal as a crash of a backend) never sees it. A opens a pidfd
+  // treats any child killed by a signal as a crash of a backend) never sees it. A opens its watch
   // on PROG while PROG is blocked waiting for A, so it cannot refer to another process. PROG then
   // waits for B's verdict on the probe: a configuration error exits 100 before PROG starts.
   int verdict[2];
@@ -230,13 +280,14 @@ int cmd_notify(int argc, char** argv) {
   if (a < 0) return fail(kTemporary, std::string("unable to fork: ") + strerror(errno));
   if (a == 0) {
     close(verdict[0]);
-    const int prog_pidfd = static_cast<int>(syscall(SYS_pidfd_open, prog, 0));
-    if (prog_pidfd < 0) {
-      std::fprintf(stderr, "vitals notify: unable to watch pid %d: %s\n", prog, strerror(errno));
+    ProgWatch watch;
+    if (std::string why_not; !watch.open(prog, why_not)) {
+      fail(kTemporary, "unable to watch PROG (pid " + std::to_string(prog) + "): " + why_not);
+      send_verdict(verdict[1], kTemporary);
       _exit(0);
     }
     if (fork() == 0) {
-      poll_until_ready(config_path, name, *fd, prog_pidfd, deadline, verdict[1]);
+      poll_until_ready(config_path, name, *fd, watch, deadline, verdict[1]);
       spdlog::default_logger()->flush();
       _exit(0);
     }

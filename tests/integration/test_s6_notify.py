@@ -18,6 +18,7 @@ Needs (CI): apt packages s6, execline, postgresql-15 (tests/integration/pg_testl
 PostgreSQL runs as the `postgres` user through s6-setuidgid while the poller keeps root.
 """
 import os
+import select
 import shlex
 import shutil
 import signal
@@ -35,21 +36,26 @@ NODE = shutil.which("node")
 MCP_FIXTURES = os.path.join(SOURCE_DIR, "tests", "fixtures", "mcp")
 FAKE_PLUGIN_DIR = os.environ.get("VITALS_FAKE_PLUGIN_DIR", "")
 PSQL = os.path.join(PG_BIN, "psql")
+STRACE = shutil.which("strace")
 
 
 def sh_quote(*words):
     return " ".join(shlex.quote(str(w)) for w in words)
 
 
-def processes_with(fragment):
-    """Pids of live (non-zombie) processes whose command line contains fragment."""
+def processes_with(fragment, program=None):
+    """Pids of live (non-zombie) processes whose command line contains fragment (and whose
+    argv[0] is program, if given)."""
     out = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+                argv = f.read().split(b"\0")
+            cmd = b" ".join(argv).decode(errors="replace")
+            if program and argv[0].decode(errors="replace") != program:
+                continue
             with open(f"/proc/{entry}/stat") as f:
                 state = f.read().rsplit(")", 1)[1].split()[0]
         except OSError:
@@ -426,11 +432,13 @@ class NotifyWithoutS6Test(VitalsTestCase):
         text = f"plugin_dir: {plugin_dir}\n" if plugin_dir else ""
         return self.tmp.file("vitals.yaml", text + "probes:\n" + probes_yaml)
 
-    def notify(self, cfg, probe, fd, prog, shell_redirect=""):
+    def notify(self, cfg, probe, fd, prog, shell_redirect="", strace=()):
         """Runs `vitals notify -c CFG --probe PROBE --notify-fd FD -- PROG...` through sh (so a test
-        can set fds up with SHELL_REDIRECT); returns the Popen, stderr going to self.stderr_path."""
+        can set fds up with SHELL_REDIRECT) and STRACE; returns the Popen, stderr going to
+        self.stderr_path."""
         self.stderr_path = os.path.join(self.tmp.path, "stderr")
-        cmd = f"exec {sh_quote(VITALS, 'notify', '-c', cfg, '--probe', probe, '--notify-fd', fd, '--', *prog)}"
+        words = [*strace, VITALS, "notify", "-c", cfg, "--probe", probe, "--notify-fd", fd, "--", *prog]
+        cmd = f"exec {sh_quote(*words)}"
         with open(self.stderr_path, "w") as err:
             return self.spawn(["sh", "-c", cmd + " " + shell_redirect], stderr=err,
                               stdin=subprocess.DEVNULL, pass_fds=(fd,) if shell_redirect == "" else ())
@@ -472,6 +480,33 @@ class NotifyWithoutS6Test(VitalsTestCase):
                 self.assertRegex(lines[0], error)
                 self.assertFalse(os.path.exists(marker), "PROG ran")
                 self.assertEqual(os.read(r, 1), b"", "something was written to the notification fd")
+
+    @unittest.skipUnless(STRACE, "needs strace (apt-get install strace)")
+    def test_without_pidfd_open_readiness_and_prog_exit_still_work(self):
+        # Kernels before 5.3 have no pidfd_open: strace makes it fail with ENOSYS. The poller must
+        # still notify once the probe passes, and still leave as soon as PROG exits.
+        flag = os.path.join(self.tmp.path, "up")
+        cfg = self.config(f"  chk: {{plugin: exec, options: {{command: [test, -e, {flag}]}}}}\n")
+        for prog, passes in ((["sleep", "60"], True), (["sleep", "1"], False)):
+            with self.subTest(prog=prog):
+                trace = os.path.join(self.tmp.path, "strace.out")
+                r, w = os.pipe()
+                self.addCleanup(os.close, r)
+                self.notify(cfg, "chk", w, prog, strace=["strace", "-f", "-qq", "-o", trace, "-e",
+                                                         "trace=pidfd_open", "-e", "inject=pidfd_open:error=ENOSYS"])
+                os.close(w)
+                wait_for(lambda: "probe chk not ready yet" in self.stderr(), 30, what="the first run")
+                with open(trace) as f:
+                    self.assertIn("ENOSYS (Function not implemented) (INJECTED)", f.read())
+                if passes:
+                    open(flag, "w").close()
+                    self.assertEqual(select.select([r], [], [], 30)[0], [r], self.stderr())
+                    os.unlink(flag)
+                    self.assertEqual(os.read(r, 16), b"\n", self.stderr())
+                    wait_for(lambda: "probe chk passed after" in self.stderr(), 30, what="the log line")
+                # The poller leaves after notifying, or after PROG (strace, which keeps a copy of
+                # the fd, stays while PROG runs).
+                wait_for(lambda: processes_with(cfg, program=VITALS) == [], 30, what="the poller to exit")
 
     def test_a_newline_that_could_not_be_written_is_never_called_ready(self):
         # The reader is gone before the probe passes: the write fails (EPIPE), and the poller must
