@@ -1,5 +1,6 @@
 #include "notify.hpp"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -9,8 +10,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <condition_variable>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
+#include <mutex>
+#include <sstream>
 #include <string>
 #include <thread>
 
@@ -138,15 +143,103 @@ class Pace {
   bool settled_ = false;
 };
 
-// The poller. It is not PROG's child (see cmd_notify), and watches PROG through a pidfd.
+// The probe's one run in flight. The poller keeps the rule `vitals run` keeps: never a second run
+// of a probe while one is in flight. A run still going after its timeout (and the grace run_guarded
+// also gives) is reported as a timeout and left to finish; the next run starts only once it has
+// returned, and its late result is discarded.
+class Flight {
+ public:
+  explicit Flight(std::shared_ptr<Probe> probe) : probe_(std::move(probe)) {}
+  ~Flight() {
+    if (!runner_.joinable()) return;
+    if (idle())
+      runner_.join();
+    else
+      runner_.detach();  // hung in the plugin: left to process exit
+  }
+
+  // Starts a run (none may be in flight) and waits for its result, or for its timeout.
+  RunResult run() {
+    if (runner_.joinable()) runner_.join();  // the previous run has returned
+    const auto started = std::chrono::steady_clock::now();
+    std::unique_lock lock(s_->mutex);
+    s_->busy = true;
+    runner_ = std::thread([s = s_, probe = probe_] {
+      RunResult r = probe->run_once();
+      std::lock_guard lock(s->mutex);
+      s->result = std::move(r);
+      s->busy = false;
+      s->returned.notify_all();
+    });
+    if (s_->returned.wait_for(lock, probe_->config().timeout + kReturnGrace,
+                              [&] { return !s_->busy; }))
+      return std::move(s_->result);
+    return probe_->timeout_result(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+  }
+
+  bool idle() const {
+    std::lock_guard lock(s_->mutex);
+    return !s_->busy;
+  }
+
+  // Waits until no run is in flight, or `until` (none: forever); true once none is.
+  bool wait_idle(std::optional<SteadyTime> until) {
+    std::unique_lock lock(s_->mutex);
+    if (!until) {
+      s_->returned.wait(lock, [&] { return !s_->busy; });
+      return true;
+    }
+    return s_->returned.wait_until(lock, *until, [&] { return !s_->busy; });
+  }
+
+ private:
+  static constexpr Millis kReturnGrace{100};  // as Probe::run_guarded
+  struct Shared {
+    std::mutex mutex;
+    std::condition_variable returned;
+    bool busy = false;
+    RunResult result;
+  };
+  std::shared_ptr<Probe> probe_;
+  std::shared_ptr<Shared> s_ = std::make_shared<Shared>();  // outlives a run left behind
+  std::thread runner_;
+};
+
+// Ends the poller. Nothing a plugin started may outlive it (an exec probe's command, in a run left
+// behind when PROG exits or at the deadline): every child of the poller is killed first, with its
+// process group if it leads one.
+[[noreturn]] void leave() {
+  const pid_t self = getpid();
+  if (DIR* proc = opendir("/proc")) {
+    while (const dirent* e = readdir(proc)) {
+      const pid_t pid = static_cast<pid_t>(std::atoi(e->d_name));
+      if (pid <= 0) continue;
+      std::ifstream f(std::string("/proc/") + e->d_name + "/stat");
+      std::string stat;
+      std::getline(f, stat);
+      const auto comm_end = stat.rfind(')');  // "pid (comm) state ppid ...": comm may hold anything
+      if (comm_end == std::string::npos) continue;
+      std::istringstream rest(stat.substr(comm_end + 1));
+      char state = 0;
+      pid_t ppid = 0;
+      if (!(rest >> state >> ppid) || ppid != self) continue;
+      kill(getpgid(pid) == pid ? -pid : pid, SIGKILL);
+    }
+    closedir(proc);
+  }
+  spdlog::default_logger()->flush();
+  _exit(0);
+}
+
+// The poller. It is not PROG's child (see cmd_notify), and watches PROG through ProgWatch.
 // It first loads the probe and sends its verdict on `verdict_fd`.
 void poll_until_ready(const std::string& config_path, const std::string& name, int fd,
                       const ProgWatch& prog, std::optional<Millis> deadline, int verdict_fd) {
   // PROG's exit ends the poller at once, even in the middle of a probe run.
   std::thread([prog] {
     prog.exited(Millis(-1));
-    spdlog::default_logger()->flush();
-    _exit(0);
+    leave();
   }).detach();
   std::vector<std::string> errors;
   auto prepared = prepare(config_path, {}, errors, name);
@@ -163,11 +256,20 @@ void poll_until_ready(const std::string& config_path, const std::string& name, i
   const auto start = std::chrono::steady_clock::now();
   ReadinessNotifier notifier(fd);
   Pace pace(interval);
+  Flight flight(probe);
+  bool said_hung = false;
   std::string last;
   for (;;) {
     const auto run_start = std::chrono::steady_clock::now();
-    const RunResult r = probe->run_guarded(probe);
+    const RunResult r = flight.run();
     if (prog.exited(Millis(0))) return;  // never notify for a dead service
+    if (r.timed_out && !said_hung) {     // once: each timeout also shows as the run's result
+      said_hung = true;
+      spdlog::info(
+          "probe {}: run still going after its {} timeout; not started again until it "
+          "returns",
+          name, format_duration(probe->config().timeout));
+    }
     if (r.status == Status::Pass) {
       const double after_ms =
           std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
@@ -202,6 +304,14 @@ void poll_until_ready(const std::string& config_path, const std::string& name, i
     if (deadline) next = std::min(next, start + *deadline);  // one last run at the deadline
     const auto left = std::chrono::duration_cast<Millis>(next - std::chrono::steady_clock::now());
     if (prog.exited(std::max(left, Millis(0)))) return;  // PROG died while we waited
+    if (flight.idle()) continue;
+    // PROG's exit still ends the poller while it waits here (the watcher thread).
+    if (!flight.wait_idle(deadline ? std::optional(start + *deadline) : std::nullopt)) {
+      spdlog::error("giving up: probe {} did not pass within {} (last: {}, still running)", name,
+                    format_duration(*deadline), now);
+      return;
+    }
+    spdlog::debug("probe {}: the late run has returned; its result is discarded", name);
   }
 }
 
@@ -288,8 +398,7 @@ int cmd_notify(int argc, char** argv) {
     }
     if (fork() == 0) {
       poll_until_ready(config_path, name, *fd, watch, deadline, verdict[1]);
-      spdlog::default_logger()->flush();
-      _exit(0);
+      leave();
     }
     _exit(0);
   }

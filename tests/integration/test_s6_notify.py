@@ -65,6 +65,20 @@ def processes_with(fragment, program=None):
     return out
 
 
+def threads_of(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return int(next(line for line in f if line.startswith("Threads:")).split()[1])
+
+
+def alive(pid):
+    """True while pid is a live (non-zombie) process."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 class Scan:
     """An s6 scan directory under `base`, supervised by one s6-svscan for the test's lifetime."""
 
@@ -507,6 +521,48 @@ class NotifyWithoutS6Test(VitalsTestCase):
                 # The poller leaves after notifying, or after PROG (strace, which keeps a copy of
                 # the fd, stays while PROG runs).
                 wait_for(lambda: processes_with(cfg, program=VITALS) == [], 30, what="the poller to exit")
+
+    @unittest.skipUnless(FAKE_PLUGIN_DIR, "needs VITALS_FAKE_PLUGIN_DIR (set by ctest)")
+    def test_a_hung_run_is_never_joined_by_a_second_one(self):
+        # The same rule as `vitals run`: a run that overran its timeout is reported as a timeout,
+        # and the probe is not started again until that run returns (this one never does).
+        cfg = self.config("  chk: {plugin: fake-hangs, timeout: 500ms, start_interval: 50ms}\n",
+                          plugin_dir=FAKE_PLUGIN_DIR)
+        r, w = os.pipe()
+        self.addCleanup(os.close, r)
+        self.notify(cfg, "chk", w, ["sleep", "60"])
+        os.close(w)
+        wait_for(lambda: "not ready yet: fail at timeout" in self.stderr(), 30, what="the first timeout")
+        [poller] = processes_with(cfg, program=VITALS)
+        before = threads_of(poller)
+        time.sleep(3)  # six timeouts' worth: without the rule, six more runs (and threads)
+        after = threads_of(poller)
+        self.assertLessEqual(after, before, self.stderr())
+        self.assertEqual(self.stderr().count("run still going after its 500ms timeout; not started again"), 1,
+                         self.stderr())
+        print(f"\n  poller threads: {before} after the first timeout, {after} 3 s later", end=" ")
+
+    def test_a_command_in_flight_does_not_outlive_the_poller(self):
+        # PROG exits while an exec probe's command is running (a 120 s timeout): the poller leaves
+        # at once, and takes the command with it instead of orphaning it.
+        pidfile = os.path.join(self.tmp.path, "command.pid")
+        gate = os.path.join(self.tmp.path, "gate")
+        script = f"echo $$$$ > {pidfile}; exec sleep 300"
+        cfg = self.config(f"  chk: {{plugin: exec, interval: 300s, timeout: 120s, "
+                          f"options: {{command: [sh, -c, '{script}']}}}}\n")
+        r, w = os.pipe()
+        self.addCleanup(os.close, r)
+        open(gate, "w").close()
+        self.notify(cfg, "chk", w, ["sh", "-c", f"while [ -e {gate} ]; do sleep 0.05; done"])
+        os.close(w)
+        wait_for(lambda: os.path.exists(pidfile) and os.path.getsize(pidfile) > 0, 30, what="the command")
+        with open(pidfile) as f:
+            command = int(f.read())
+        self.assertTrue(alive(command))
+        self.addCleanup(lambda: alive(command) and os.kill(command, signal.SIGKILL))
+        os.unlink(gate)
+        wait_for(lambda: processes_with(cfg, program=VITALS) == [], 30, what="the poller to exit")
+        wait_for(lambda: not alive(command), 30, what="the command to be killed")
 
     def test_a_newline_that_could_not_be_written_is_never_called_ready(self):
         # The reader is gone before the probe passes: the write fails (EPIPE), and the poller must
