@@ -123,8 +123,8 @@ class Agent {
       spdlog::error("{}", why);
       return kPermanent;
     }
-    if (fd && !fd_is_open(*fd, why)) {
-      spdlog::critical("notification-fd {} is not open: {}", *fd, why);
+    if (fd && !(why = notify_fd_problem(*fd)).empty()) {
+      spdlog::critical("{}", why);
       return kTemporary;
     }
     notifier_ = std::make_unique<ReadinessNotifier>(fd);
@@ -201,9 +201,15 @@ class Agent {
     check_ready();
   }
 
+  // After each recorded result, a start and a reload: the first time the agent is ready, the
+  // "has been ready" latch is set (it ends the start period's grace) and s6 is notified.
   void check_ready() {
-    if (!notifier_ || !notifier_->pending()) return;
-    if (health_.snapshot().ready && notifier_->notify()) spdlog::info("ready: notified s6");
+    if (!health_.latch_ready() || !notifier_ || !notifier_->pending()) return;
+    std::string why;
+    if (notifier_->notify(why))
+      spdlog::info("ready: notified s6");
+    else if (!why.empty())
+      spdlog::error("ready, but unable to notify s6: {}", why);
   }
 
   AgentFacts facts() {

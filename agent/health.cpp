@@ -56,7 +56,7 @@ std::vector<std::shared_ptr<Probe>> Health::probes() const {
   return probes_;
 }
 
-Snapshot Health::snapshot() {
+Snapshot Health::snapshot() const {
   Snapshot s;
   Millis start_period;
   {
@@ -77,9 +77,14 @@ Snapshot Health::snapshot() {
     inputs.push_back({v.probe->config().tier, v.probe->config().gates_readiness, v.status});
   }
   s.ready = is_ready(inputs);
-  if (s.ready) ever_ready_ = true;
-  s.overall = aggregate(inputs, ever_ready_, s.mono - started_ < start_period);
+  s.overall = aggregate(inputs, ever_ready_ || s.ready, s.mono - started_ < start_period);
   return s;
+}
+
+bool Health::latch_ready() {
+  if (ever_ready_) return true;
+  if (snapshot().ready) ever_ready_ = true;
+  return ever_ready_;
 }
 
 int health_http_status(const Snapshot& s) {

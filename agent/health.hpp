@@ -49,8 +49,12 @@ class Health {
  public:
   void set_probes(std::vector<std::shared_ptr<Probe>> probes, Millis start_period, bool details);
   std::vector<std::shared_ptr<Probe>> probes() const;
-  // Takes a consistent view; also latches "has been ready" for the starting tier.
-  Snapshot snapshot();
+  // Takes a consistent view. Reading never changes state: "has been ready" is only latched by
+  // latch_ready(), and a view that is ready now is never `starting`.
+  Snapshot snapshot() const;
+  // Called after each recorded result (and after probes are installed), never by a request:
+  // latches "has been ready" the first time the results make the agent ready. True once latched.
+  bool latch_ready();
   WallTime started_at() const { return started_wall_; }
 
  private:

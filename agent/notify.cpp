@@ -1,5 +1,7 @@
 #include "notify.hpp"
 
+#include <dirent.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
@@ -8,7 +10,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <condition_variable>
 #include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <mutex>
+#include <sstream>
 #include <string>
 #include <thread>
 
@@ -30,15 +37,73 @@ int fail(int code, const std::string& message) {
   return code;
 }
 
-// True once the process behind `pidfd` has exited; waits up to `wait` for it (negative: forever).
-bool exited(int pidfd, Millis wait) {
-  pollfd p{pidfd, POLLIN, 0};
-  int n;
-  do {
-    n = poll(&p, 1, wait.count() < 0 ? -1 : static_cast<int>(wait.count()));
-  } while (n < 0 && errno == EINTR);
-  return n > 0;
+// The poller tells PROG, which waits before it execs, whether the probe loaded: one byte, the exit
+// code (kOk: go on).
+void send_verdict(int fd, int code) {
+  const unsigned char c = static_cast<unsigned char>(code);
+  while (write(fd, &c, 1) < 0 && errno == EINTR) {
+  }
+  close(fd);
 }
+
+// Watches PROG from the poller, which is not its child. A pidfd (Linux 5.3+) becomes readable when
+// PROG exits. Without pidfd_open (ENOSYS on older kernels, or a seccomp filter), PROG's /proc/<pid>
+// directory, opened the same way while PROG is blocked, keeps naming that process and never a later
+// one with the same pid: it is checked every kProcPoll, and PROG has exited once its stat says
+// zombie or the directory answers ESRCH (reaped).
+class ProgWatch {
+ public:
+  bool open(pid_t pid, std::string& error) {
+    pidfd_ = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+    if (pidfd_ >= 0) return true;
+    const std::string pidfd_error = strerror(errno);
+    procfd_ = ::open(("/proc/" + std::to_string(pid)).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (procfd_ >= 0) return true;
+    error =
+        "pidfd_open: " + pidfd_error + "; /proc/" + std::to_string(pid) + ": " + strerror(errno);
+    return false;
+  }
+
+  // True once PROG has exited; waits up to `wait` for it (negative: forever).
+  bool exited(Millis wait) const {
+    if (pidfd_ >= 0) {
+      pollfd p{pidfd_, POLLIN, 0};
+      int n;
+      do {
+        n = poll(&p, 1, wait.count() < 0 ? -1 : static_cast<int>(wait.count()));
+      } while (n < 0 && errno == EINTR);
+      return n > 0;
+    }
+    const auto until = std::chrono::steady_clock::now() + wait;
+    for (;;) {
+      if (gone()) return true;
+      Millis step = kProcPoll;
+      if (wait.count() >= 0) {
+        const auto left = std::chrono::ceil<Millis>(until - std::chrono::steady_clock::now());
+        if (left <= Millis(0)) return false;
+        step = std::min(step, left);
+      }
+      std::this_thread::sleep_for(step);
+    }
+  }
+
+ private:
+  static constexpr Millis kProcPoll{50};
+
+  bool gone() const {
+    const int fd = openat(procfd_, "stat", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return errno == ESRCH || errno == ENOENT;
+    char buf[512];
+    const ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) return n == 0 || errno == ESRCH;
+    buf[n] = '\0';
+    const char* end = std::strrchr(buf, ')');  // "pid (comm) state ...": comm may hold anything
+    return end && end[1] == ' ' && (end[2] == 'Z' || end[2] == 'X');
+  }
+
+  int pidfd_ = -1, procfd_ = -1;
+};
 
 // The poller's pace. While results change, on a warn (progress in flight, such as a model load)
 // and while nothing answers at all (a failure at stage `reachable` or `connect`: the service is not
@@ -80,21 +145,112 @@ class Pace {
   bool settled_ = false;
 };
 
-// The poller. It is not PROG's child (see cmd_notify), and watches PROG through a pidfd.
+// The probe's one run in flight. The poller keeps the rule `vitals run` keeps: never a second run
+// of a probe while one is in flight. A run still going after its timeout (and the grace run_guarded
+// also gives) is reported as a timeout and left to finish; the next run starts only once it has
+// returned, and its late result is discarded.
+class Flight {
+ public:
+  explicit Flight(std::shared_ptr<Probe> probe) : probe_(std::move(probe)) {}
+  ~Flight() {
+    if (!runner_.joinable()) return;
+    if (idle())
+      runner_.join();
+    else
+      runner_.detach();  // hung in the plugin: left to process exit
+  }
+
+  // Starts a run (none may be in flight) and waits for its result, or for its timeout.
+  RunResult run() {
+    if (runner_.joinable()) runner_.join();  // the previous run has returned
+    const auto started = std::chrono::steady_clock::now();
+    std::unique_lock lock(s_->mutex);
+    s_->busy = true;
+    runner_ = std::thread([s = s_, probe = probe_] {
+      RunResult r = probe->run_once();
+      std::lock_guard lock(s->mutex);
+      s->result = std::move(r);
+      s->busy = false;
+      s->returned.notify_all();
+    });
+    if (s_->returned.wait_for(lock, probe_->config().timeout + kReturnGrace,
+                              [&] { return !s_->busy; }))
+      return std::move(s_->result);
+    return probe_->timeout_result(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+  }
+
+  bool idle() const {
+    std::lock_guard lock(s_->mutex);
+    return !s_->busy;
+  }
+
+  // Waits until no run is in flight, or `until` (none: forever); true once none is.
+  bool wait_idle(std::optional<SteadyTime> until) {
+    std::unique_lock lock(s_->mutex);
+    if (!until) {
+      s_->returned.wait(lock, [&] { return !s_->busy; });
+      return true;
+    }
+    return s_->returned.wait_until(lock, *until, [&] { return !s_->busy; });
+  }
+
+ private:
+  static constexpr Millis kReturnGrace{100};  // as Probe::run_guarded
+  struct Shared {
+    std::mutex mutex;
+    std::condition_variable returned;
+    bool busy = false;
+    RunResult result;
+  };
+  std::shared_ptr<Probe> probe_;
+  std::shared_ptr<Shared> s_ = std::make_shared<Shared>();  // outlives a run left behind
+  std::thread runner_;
+};
+
+// Ends the poller. Nothing a plugin started may outlive it (an exec probe's command, in a run left
+// behind when PROG exits or at the deadline): every child of the poller is killed first, with its
+// process group if it leads one.
+[[noreturn]] void leave() {
+  const pid_t self = getpid();
+  if (DIR* proc = opendir("/proc")) {
+    while (const dirent* e = readdir(proc)) {
+      const pid_t pid = static_cast<pid_t>(std::atoi(e->d_name));
+      if (pid <= 0) continue;
+      std::ifstream f(std::string("/proc/") + e->d_name + "/stat");
+      std::string stat;
+      std::getline(f, stat);
+      const auto comm_end = stat.rfind(')');  // "pid (comm) state ppid ...": comm may hold anything
+      if (comm_end == std::string::npos) continue;
+      std::istringstream rest(stat.substr(comm_end + 1));
+      char state = 0;
+      pid_t ppid = 0;
+      if (!(rest >> state >> ppid) || ppid != self) continue;
+      kill(getpgid(pid) == pid ? -pid : pid, SIGKILL);
+    }
+    closedir(proc);
+  }
+  spdlog::default_logger()->flush();
+  _exit(0);
+}
+
+// The poller. It is not PROG's child (see cmd_notify), and watches PROG through ProgWatch.
+// It first loads the probe and sends its verdict on `verdict_fd`.
 void poll_until_ready(const std::string& config_path, const std::string& name, int fd,
-                      int prog_pidfd, std::optional<Millis> deadline) {
+                      const ProgWatch& prog, std::optional<Millis> deadline, int verdict_fd) {
   // PROG's exit ends the poller at once, even in the middle of a probe run.
-  std::thread([prog_pidfd] {
-    exited(prog_pidfd, Millis(-1));
-    spdlog::default_logger()->flush();
-    _exit(0);
+  std::thread([prog] {
+    prog.exited(Millis(-1));
+    leave();
   }).detach();
   std::vector<std::string> errors;
   auto prepared = prepare(config_path, {}, errors, name);
   if (!prepared) {
-    for (const auto& e : errors) spdlog::error("{}", e);
+    for (const auto& e : errors) std::fprintf(stderr, "%s\n", e.c_str());
+    send_verdict(verdict_fd, kPermanent);
     return;
   }
+  send_verdict(verdict_fd, kOk);
   apply_log_level(prepared->config);  // as `vitals run` does: the container's `warn` hides info
   std::shared_ptr<Probe> probe = prepared->probes.front();
   const Millis interval =
@@ -102,18 +258,33 @@ void poll_until_ready(const std::string& config_path, const std::string& name, i
   const auto start = std::chrono::steady_clock::now();
   ReadinessNotifier notifier(fd);
   Pace pace(interval);
+  Flight flight(probe);
+  bool said_hung = false;
   std::string last;
   for (;;) {
     const auto run_start = std::chrono::steady_clock::now();
-    const RunResult r = probe->run_guarded(probe);
-    if (exited(prog_pidfd, Millis(0))) return;  // never notify for a dead service
-    if (r.status == Status::Pass) {
-      notifier.notify();
+    const RunResult r = flight.run();
+    if (prog.exited(Millis(0))) return;  // never notify for a dead service
+    if (r.timed_out && !said_hung) {     // once: each timeout also shows as the run's result
+      said_hung = true;
       spdlog::info(
-          "probe {} passed after {:.0f}ms (that run took {:.1f}ms): ready", name,
+          "probe {}: run still going after its {} timeout; not started again until it "
+          "returns",
+          name, format_duration(probe->config().timeout));
+    }
+    if (r.status == Status::Pass) {
+      const double after_ms =
           std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
-              .count(),
-          r.duration_s * 1000);
+              .count();
+      std::string why;
+      if (notifier.notify(why))
+        spdlog::info("probe {} passed after {:.0f}ms (that run took {:.1f}ms): ready", name,
+                     after_ms, r.duration_s * 1000);
+      else
+        spdlog::error(
+            "probe {} passed after {:.0f}ms, but unable to write the readiness newline "
+            "to notification-fd {}: {}; s6 does not know the service is ready",
+            name, after_ms, fd, why);
       return;
     }
     const std::string now = std::string(to_string(r.status)) + " at " + r.stage + ": " + r.message;
@@ -134,7 +305,15 @@ void poll_until_ready(const std::string& config_path, const std::string& name, i
     auto next = run_start + pace.wait();
     if (deadline) next = std::min(next, start + *deadline);  // one last run at the deadline
     const auto left = std::chrono::duration_cast<Millis>(next - std::chrono::steady_clock::now());
-    if (exited(prog_pidfd, std::max(left, Millis(0)))) return;  // PROG died while we waited
+    if (prog.exited(std::max(left, Millis(0)))) return;  // PROG died while we waited
+    if (flight.idle()) continue;
+    // PROG's exit still ends the poller while it waits here (the watcher thread).
+    if (!flight.wait_idle(deadline ? std::optional(start + *deadline) : std::nullopt)) {
+      spdlog::error("giving up: probe {} did not pass within {} (last: {}, still running)", name,
+                    format_duration(*deadline), now);
+      return;
+    }
+    spdlog::debug("probe {}: the late run has returned; its result is discarded", name);
   }
 }
 
@@ -184,14 +363,13 @@ int cmd_notify(int argc, char** argv) {
   if (config_path.empty() || name.empty())
     return fail(kPermanent, "needs -c FILE and --probe NAME");
 
-  // Check what can be checked cheaply before PROG starts; plugins load in the poller.
+  // The notification fd first (its number may come from the config); the probe itself (plugin,
+  // options, create) loads in the poller, and PROG starts only once it has.
   ConfigResult c = load_config(config_path);
   if (!c.config) {
     for (const auto& e : c.errors) std::fprintf(stderr, "%s\n", e.c_str());
     return kPermanent;
   }
-  if (!c.config->probe(name))
-    return fail(kPermanent, config_path + ": no probe named '" + name + "'");
   std::string why;
   const auto fd = resolve_notify_fd(fd_flag, c.config->notify_fd, why);
   if (!why.empty()) return fail(kPermanent, why);
@@ -199,32 +377,45 @@ int cmd_notify(int argc, char** argv) {
     return fail(kPermanent,
                 "no notification fd: pass --notify-fd or run from a service directory with "
                 "notification-fd");
-  if (!fd_is_open(*fd, why))
-    return fail(kTemporary, "notification-fd " + std::to_string(*fd) + " is not open: " + why);
+  if (why = notify_fd_problem(*fd); !why.empty()) return fail(kTemporary, why);
 
   // Double fork: PROG forks A, A forks the poller B and exits, PROG reaps A and execs. B is never
   // PROG's child, so a daemon that reaps unknown children as crashed workers (the postmaster
-  // treats any child killed by a signal as a crash of a backend) never sees it. A opens a pidfd
-  // on PROG while PROG is blocked waiting for A, so it cannot refer to another process.
+  // treats any child killed by a signal as a crash of a backend) never sees it. A opens its watch
+  // on PROG while PROG is blocked waiting for A, so it cannot refer to another process. PROG then
+  // waits for B's verdict on the probe: a configuration error exits 100 before PROG starts.
+  int verdict[2];
+  if (pipe2(verdict, O_CLOEXEC) != 0)
+    return fail(kTemporary, std::string("unable to create a pipe: ") + strerror(errno));
   const pid_t prog = getpid();
   const pid_t a = fork();
   if (a < 0) return fail(kTemporary, std::string("unable to fork: ") + strerror(errno));
   if (a == 0) {
-    const int prog_pidfd = static_cast<int>(syscall(SYS_pidfd_open, prog, 0));
-    if (prog_pidfd < 0) {
-      std::fprintf(stderr, "vitals notify: unable to watch pid %d: %s\n", prog, strerror(errno));
+    close(verdict[0]);
+    ProgWatch watch;
+    if (std::string why_not; !watch.open(prog, why_not)) {
+      fail(kTemporary, "unable to watch PROG (pid " + std::to_string(prog) + "): " + why_not);
+      send_verdict(verdict[1], kTemporary);
       _exit(0);
     }
     if (fork() == 0) {
-      poll_until_ready(config_path, name, *fd, prog_pidfd, deadline);
-      spdlog::default_logger()->flush();
-      _exit(0);
+      poll_until_ready(config_path, name, *fd, watch, deadline, verdict[1]);
+      leave();
     }
     _exit(0);
   }
+  close(verdict[1]);
   int status = 0;
   while (waitpid(a, &status, 0) < 0 && errno == EINTR) {
   }
+  unsigned char code = 0;
+  ssize_t n;
+  do {
+    n = read(verdict[0], &code, 1);
+  } while (n < 0 && errno == EINTR);
+  close(verdict[0]);
+  if (n != 1) return fail(kTemporary, "the poller exited before loading probe " + name);
+  if (code != kOk) return code;
   close(*fd);  // only the poller may write to it
   execvp(argv[i], argv + i);
   std::fprintf(stderr, "vitals notify: unable to exec %s: %s\n", argv[i], strerror(errno));

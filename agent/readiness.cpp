@@ -24,18 +24,21 @@ std::optional<int> resolve_notify_fd(std::optional<int> flag, std::optional<int>
   return config;
 }
 
-bool fd_is_open(int fd, std::string& error) {
-  if (fcntl(fd, F_GETFD) >= 0) return true;
-  error = std::strerror(errno);
-  return false;
+std::string notify_fd_problem(int fd) {
+  const std::string name = "notification-fd " + std::to_string(fd);
+  const int flags = fcntl(fd, F_GETFL);
+  if (flags < 0) return name + " is not open: " + std::strerror(errno);
+  if ((flags & O_ACCMODE) == O_RDONLY) return name + " is open read-only";
+  return "";
 }
 
-bool ReadinessNotifier::notify() {
+bool ReadinessNotifier::notify(std::string& error) {
   if (fd_ < 0 || done_.exchange(true)) return false;
   ssize_t n;
   do {
     n = write(fd_, "\n", 1);
   } while (n < 0 && errno == EINTR);
+  if (n != 1) error = n < 0 ? std::strerror(errno) : "nothing written";
   close(fd_);
   return n == 1;
 }

@@ -12,6 +12,7 @@ packages=(
   libpoco-dev libyaml-cpp-dev libspdlog-dev libpq-dev catch2
   # run and test: real components
   postgresql-15 postgresql-contrib s6 execline prometheus python3 curl procps
+  strace  # makes pidfd_open fail (ENOSYS) to test the fallback for kernels before 5.3
   # fuzzing, benchmarks, container test
   clang libclang-rt-14-dev wrk hyperfine nginx-light time valgrind podman runc debootstrap
 )

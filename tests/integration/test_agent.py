@@ -78,6 +78,20 @@ class TiersAndTransitions(VitalsTestCase):
         dep.open()
         agent.wait_status("healthy")
 
+    def test_has_been_ready_is_set_by_results_not_by_requests(self):
+        # Ready for a while with nobody asking, then failing, still inside start_period: the agent
+        # has been ready, so this is unhealthy, not starting (whether or not /health was asked).
+        dep = Listener(free_port())
+        self.addCleanup(dep.close)
+        agent = self.start_agent(TCP_CONFIG.format(start_period="60s", dep_port=dep.port))
+        dep.open()
+        wait_for(lambda: "unknown -> pass" in agent.log() or "fail -> pass" in agent.log(), 15,
+                 what="the probe to pass")
+        dep.close()
+        wait_for(lambda: "pass -> fail" in agent.log(), 15, what="the probe to fail")
+        status, h = agent.health()
+        self.assertEqual((status, h["status"], h["ready"]), (503, "unhealthy", False), agent.log())
+
     def test_start_period_over_means_unhealthy(self):
         agent = self.start_agent(TCP_CONFIG.format(start_period="0s", dep_port=free_port()))
         agent.wait_probe("dep", "fail")  # not "starting": the failure counts at once
@@ -388,6 +402,14 @@ class Readiness(VitalsTestCase):
         p = run_vitals("run", "-c", cfg, "--notify-fd", "57")
         self.assertEqual(p.returncode, 111)
         self.assertIn("notification-fd 57 is not open", p.stderr)
+
+    def test_read_only_notify_fd_exits_111(self):
+        cfg = self.tmp.file("v.yaml", "probes: {}\n")
+        with open(os.devnull) as ro:
+            fd = ro.fileno()
+            p = run_vitals("run", "-c", cfg, "--notify-fd", str(fd), pass_fds=[fd])
+        self.assertEqual(p.returncode, 111)
+        self.assertIn(f"notification-fd {fd} is open read-only", p.stderr)
 
 
 @unittest.skipUnless(FAKES, "needs the fake plugins (run through ctest)")

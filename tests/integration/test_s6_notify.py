@@ -18,6 +18,7 @@ Needs (CI): apt packages s6, execline, postgresql-15 (tests/integration/pg_testl
 PostgreSQL runs as the `postgres` user through s6-setuidgid while the poller keeps root.
 """
 import os
+import select
 import shlex
 import shutil
 import signal
@@ -35,21 +36,26 @@ NODE = shutil.which("node")
 MCP_FIXTURES = os.path.join(SOURCE_DIR, "tests", "fixtures", "mcp")
 FAKE_PLUGIN_DIR = os.environ.get("VITALS_FAKE_PLUGIN_DIR", "")
 PSQL = os.path.join(PG_BIN, "psql")
+STRACE = shutil.which("strace")
 
 
 def sh_quote(*words):
     return " ".join(shlex.quote(str(w)) for w in words)
 
 
-def processes_with(fragment):
-    """Pids of live (non-zombie) processes whose command line contains fragment."""
+def processes_with(fragment, program=None):
+    """Pids of live (non-zombie) processes whose command line contains fragment (and whose
+    argv[0] is program, if given)."""
     out = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+                argv = f.read().split(b"\0")
+            cmd = b" ".join(argv).decode(errors="replace")
+            if program and argv[0].decode(errors="replace") != program:
+                continue
             with open(f"/proc/{entry}/stat") as f:
                 state = f.read().rsplit(")", 1)[1].split()[0]
         except OSError:
@@ -57,6 +63,20 @@ def processes_with(fragment):
         if fragment in cmd and state != "Z":
             out.append(int(entry))
     return out
+
+
+def threads_of(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return int(next(line for line in f if line.startswith("Threads:")).split()[1])
+
+
+def alive(pid):
+    """True while pid is a live (non-zombie) process."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 class Scan:
@@ -317,6 +337,9 @@ exec {self.notify_cmd(cfg, "db")} {prog}
 """, down=True)
         self.scan.start()
         self.scan.svc("-o", self.scan.path("db"))
+        # PROG starts once the poller has loaded the probe; it may run the probe before the gate
+        # file is there.
+        self.wait_until(lambda: os.path.exists(gate), "PROG to start", log)
         return gate, log
 
     def test_prog_exiting_before_readiness_takes_the_poller_with_it(self):
@@ -413,6 +436,146 @@ exec {self.notify_cmd(cfg, "model")} sleep 100000
         self.assertEqual(self.scan.svwait("-U", "svc", 30000), 0, self.log_of(log))
         self.assertIn("probe model passed after", self.log_of(log))
         wait_for(lambda: processes_with(cfg) == [], 30, what="the poller to exit after notifying")
+
+
+class NotifyWithoutS6Test(VitalsTestCase):
+    """What `vitals notify` refuses before PROG starts, and what it never claims; the notification
+    fd is a pipe (or a file) passed with --notify-fd, no s6 needed."""
+
+    def config(self, probes_yaml, plugin_dir=None):
+        text = f"plugin_dir: {plugin_dir}\n" if plugin_dir else ""
+        return self.tmp.file("vitals.yaml", text + "probes:\n" + probes_yaml)
+
+    def notify(self, cfg, probe, fd, prog, shell_redirect="", strace=()):
+        """Runs `vitals notify -c CFG --probe PROBE --notify-fd FD -- PROG...` through sh (so a test
+        can set fds up with SHELL_REDIRECT) and STRACE; returns the Popen, stderr going to
+        self.stderr_path."""
+        self.stderr_path = os.path.join(self.tmp.path, "stderr")
+        words = [*strace, VITALS, "notify", "-c", cfg, "--probe", probe, "--notify-fd", fd, "--", *prog]
+        cmd = f"exec {sh_quote(*words)}"
+        with open(self.stderr_path, "w") as err:
+            return self.spawn(["sh", "-c", cmd + " " + shell_redirect], stderr=err,
+                              stdin=subprocess.DEVNULL, pass_fds=(fd,) if shell_redirect == "" else ())
+
+    def stderr(self):
+        with open(self.stderr_path) as f:
+            return f.read()
+
+    def test_a_read_only_notification_fd_exits_111_before_prog_starts(self):
+        cfg = self.config("  chk: {plugin: exec, options: {command: [\"true\"]}}\n")
+        marker = os.path.join(self.tmp.path, "prog-ran")
+        p = self.notify(cfg, "chk", 3, ["touch", marker], shell_redirect="3</dev/null")
+        self.assertEqual(p.wait(30), 111, self.stderr())
+        self.assertIn("notification-fd 3 is open read-only", self.stderr())
+        self.assertEqual(len(self.stderr().splitlines()), 1, self.stderr())
+        self.assertFalse(os.path.exists(marker), "PROG ran")
+
+    def test_a_probe_that_cannot_load_exits_100_before_prog_starts(self):
+        # Errors only the plugin can find (unknown plugin, unknown or badly typed option, a probe
+        # that is not there): one line naming file, line and field, exit 100, PROG never runs.
+        marker = os.path.join(self.tmp.path, "prog-ran")
+        cases = [
+            ("  db: {plugin: nosuch}\n", "db", r"vitals\.yaml:2: probes\.db\.plugin: no plugin 'nosuch' in "),
+            ("  db: {plugin: tcp, options: {port: 5432, colour: red}}\n", "db",
+             r"vitals\.yaml:2: probes\.db\.options: unknown option 'colour' for plugin tcp"),
+            ("  db: {plugin: tcp, options: {port: many}}\n", "db", r"vitals\.yaml:2: probes\.db\.options\.port"),
+            ("  db: {plugin: tcp, options: {port: 5432}}\n", "nope", r"vitals\.yaml: no probe named 'nope'; probes: db"),
+        ]
+        for probes, probe, error in cases:
+            with self.subTest(error=error):
+                cfg = self.config(probes)
+                r, w = os.pipe()
+                self.addCleanup(os.close, r)
+                p = self.notify(cfg, probe, w, ["touch", marker])
+                os.close(w)
+                self.assertEqual(p.wait(30), 100, self.stderr())
+                lines = self.stderr().splitlines()
+                self.assertEqual(len(lines), 1, lines)
+                self.assertRegex(lines[0], error)
+                self.assertFalse(os.path.exists(marker), "PROG ran")
+                self.assertEqual(os.read(r, 1), b"", "something was written to the notification fd")
+
+    @unittest.skipUnless(STRACE, "needs strace (apt-get install strace)")
+    def test_without_pidfd_open_readiness_and_prog_exit_still_work(self):
+        # Kernels before 5.3 have no pidfd_open: strace makes it fail with ENOSYS. The poller must
+        # still notify once the probe passes, and still leave as soon as PROG exits.
+        flag = os.path.join(self.tmp.path, "up")
+        cfg = self.config(f"  chk: {{plugin: exec, options: {{command: [test, -e, {flag}]}}}}\n")
+        for prog, passes in ((["sleep", "60"], True), (["sleep", "1"], False)):
+            with self.subTest(prog=prog):
+                trace = os.path.join(self.tmp.path, "strace.out")
+                r, w = os.pipe()
+                self.addCleanup(os.close, r)
+                self.notify(cfg, "chk", w, prog, strace=["strace", "-f", "-qq", "-o", trace, "-e",
+                                                         "trace=pidfd_open", "-e", "inject=pidfd_open:error=ENOSYS"])
+                os.close(w)
+                wait_for(lambda: "probe chk not ready yet" in self.stderr(), 30, what="the first run")
+                with open(trace) as f:
+                    self.assertIn("ENOSYS (Function not implemented) (INJECTED)", f.read())
+                if passes:
+                    open(flag, "w").close()
+                    self.assertEqual(select.select([r], [], [], 30)[0], [r], self.stderr())
+                    os.unlink(flag)
+                    self.assertEqual(os.read(r, 16), b"\n", self.stderr())
+                    wait_for(lambda: "probe chk passed after" in self.stderr(), 30, what="the log line")
+                # The poller leaves after notifying, or after PROG (strace, which keeps a copy of
+                # the fd, stays while PROG runs).
+                wait_for(lambda: processes_with(cfg, program=VITALS) == [], 30, what="the poller to exit")
+
+    @unittest.skipUnless(FAKE_PLUGIN_DIR, "needs VITALS_FAKE_PLUGIN_DIR (set by ctest)")
+    def test_a_hung_run_is_never_joined_by_a_second_one(self):
+        # The same rule as `vitals run`: a run that overran its timeout is reported as a timeout,
+        # and the probe is not started again until that run returns (this one never does).
+        cfg = self.config("  chk: {plugin: fake-hangs, timeout: 500ms, start_interval: 50ms}\n",
+                          plugin_dir=FAKE_PLUGIN_DIR)
+        r, w = os.pipe()
+        self.addCleanup(os.close, r)
+        self.notify(cfg, "chk", w, ["sleep", "60"])
+        os.close(w)
+        wait_for(lambda: "not ready yet: fail at timeout" in self.stderr(), 30, what="the first timeout")
+        [poller] = processes_with(cfg, program=VITALS)
+        before = threads_of(poller)
+        time.sleep(3)  # six timeouts' worth: without the rule, six more runs (and threads)
+        after = threads_of(poller)
+        self.assertLessEqual(after, before, self.stderr())
+        self.assertEqual(self.stderr().count("run still going after its 500ms timeout; not started again"), 1,
+                         self.stderr())
+        print(f"\n  poller threads: {before} after the first timeout, {after} 3 s later", end=" ")
+
+    def test_a_command_in_flight_does_not_outlive_the_poller(self):
+        # PROG exits while an exec probe's command is running (a 120 s timeout): the poller leaves
+        # at once, and takes the command with it instead of orphaning it.
+        pidfile = os.path.join(self.tmp.path, "command.pid")
+        gate = os.path.join(self.tmp.path, "gate")
+        script = f"echo $$$$ > {pidfile}; exec sleep 300"
+        cfg = self.config(f"  chk: {{plugin: exec, interval: 300s, timeout: 120s, "
+                          f"options: {{command: [sh, -c, '{script}']}}}}\n")
+        r, w = os.pipe()
+        self.addCleanup(os.close, r)
+        open(gate, "w").close()
+        self.notify(cfg, "chk", w, ["sh", "-c", f"while [ -e {gate} ]; do sleep 0.05; done"])
+        os.close(w)
+        wait_for(lambda: os.path.exists(pidfile) and os.path.getsize(pidfile) > 0, 30, what="the command")
+        with open(pidfile) as f:
+            command = int(f.read())
+        self.assertTrue(alive(command))
+        self.addCleanup(lambda: alive(command) and os.kill(command, signal.SIGKILL))
+        os.unlink(gate)
+        wait_for(lambda: processes_with(cfg, program=VITALS) == [], 30, what="the poller to exit")
+        wait_for(lambda: not alive(command), 30, what="the command to be killed")
+
+    def test_a_newline_that_could_not_be_written_is_never_called_ready(self):
+        # The reader is gone before the probe passes: the write fails (EPIPE), and the poller must
+        # say so instead of "ready".
+        cfg = self.config("  chk: {plugin: exec, options: {command: [\"true\"]}}\n")
+        r, w = os.pipe()
+        os.close(r)
+        self.notify(cfg, "chk", w, ["sleep", "60"])
+        os.close(w)
+        wait_for(lambda: "probe chk passed after" in self.stderr(), 30, what="the probe to pass")
+        log = self.stderr()
+        self.assertIn("but unable to write the readiness newline to notification-fd", log)
+        self.assertNotIn(": ready", log)
 
 
 if __name__ == "__main__":
