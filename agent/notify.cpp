@@ -417,6 +417,12 @@ int cmd_notify(int argc, char** argv) {
   if (n != 1) return fail(kTemporary, "the poller exited before loading probe " + name);
   if (code != kOk) return code;
   close(*fd);  // only the poller may write to it
+  // PROG starts with default dispositions: vitals ignores SIGPIPE for itself, and an ignored signal
+  // would stay ignored across exec (a blocked mask too).
+  signal(SIGPIPE, SIG_DFL);
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, nullptr);
   execvp(argv[i], argv + i);
   std::fprintf(stderr, "vitals notify: unable to exec %s: %s\n", argv[i], strerror(errno));
   return kTemporary;

@@ -470,6 +470,22 @@ class NotifyWithoutS6Test(VitalsTestCase):
         self.assertEqual(len(self.stderr().splitlines()), 1, self.stderr())
         self.assertFalse(os.path.exists(marker), "PROG ran")
 
+    def test_prog_gets_default_signal_dispositions(self):
+        # vitals ignores SIGPIPE for itself; an ignored signal stays ignored across exec, and a
+        # server (or a shell pipeline in it) must not inherit that, nor blocked signals.
+        cfg = self.config("  chk: {plugin: exec, options: {command: [\"true\"]}}\n")
+        out = os.path.join(self.tmp.path, "status")
+        r, w = os.pipe()
+        self.addCleanup(os.close, r)
+        p = self.notify(cfg, "chk", w, ["sh", "-c", f"grep -E '^Sig(Ign|Blk):' /proc/$$/status > {out}"])
+        os.close(w)
+        self.assertEqual(p.wait(30), 0, self.stderr())
+        with open(out) as f:
+            masks = dict(line.split(":\t") for line in f.read().splitlines())
+        sigpipe = 1 << (signal.SIGPIPE - 1)
+        self.assertEqual(int(masks["SigIgn"], 16) & sigpipe, 0, f"PROG inherited SIGPIPE ignored: {masks}")
+        self.assertEqual(int(masks["SigBlk"], 16), 0, f"PROG inherited blocked signals: {masks}")
+
     def test_a_probe_that_cannot_load_exits_100_before_prog_starts(self):
         # Errors only the plugin can find (unknown plugin, unknown or badly typed option, a probe
         # that is not there): one line naming file, line and field, exit 100, PROG never runs.
