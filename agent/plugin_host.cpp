@@ -5,8 +5,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <string_view>
 
 #include "paths.hpp"
 
@@ -34,7 +36,38 @@ std::optional<std::string> unsafe_reason(const std::string& path) {
   return std::nullopt;
 }
 
+// [a-z0-9-]+, the rule of probe.h: plugin names appear in configs, metric names and labels.
+bool valid_plugin_name(std::string_view name) {
+  return !name.empty() &&
+         name.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-") == std::string_view::npos;
+}
+
+// A name that broke the rule, shown safely: printable ASCII as is, other bytes as \xNN, at most
+// 64 bytes (the plugin's text may be anything).
+std::string quoted(std::string_view name) {
+  std::string out = "'";
+  for (size_t i = 0; i < name.size() && i < 64; ++i) {
+    const unsigned char c = static_cast<unsigned char>(name[i]);
+    if (c >= 0x20 && c < 0x7f && c != '\\' && c != '\'') {
+      out += static_cast<char>(c);
+    } else {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", c);
+      out += buf;
+    }
+  }
+  return out + (name.size() > 64 ? "'..." : "'");
+}
+
 }  // namespace
+
+const std::vector<std::string>& refusal_reasons() {
+  static const std::vector<std::string> kReasons = {
+      "unsafe_path",  "dlopen",          "no_entry",         "refused",
+      "abi_major",    "abi_newer",       "missing_callback", "missing_name",
+      "invalid_name", "missing_options", "duplicate_name"};
+  return kReasons;
+}
 
 std::map<std::string, long> plugin_refusal_counts() {
   std::lock_guard lock(g_counts_mutex);
@@ -101,12 +134,17 @@ std::optional<Refusal> PluginHost::load(const std::string& path) {
   plugin->path = path;
   std::memcpy(&plugin->desc, d, std::min<size_t>(d->struct_size, sizeof(vitals_plugin)));
   const vitals_plugin& p = plugin->desc;
-  for (auto [missing, what] :
-       {std::pair{!p.name || !*p.name, "name"}, std::pair{!p.create, "create"},
-        std::pair{!p.run, "run"}, std::pair{!p.destroy, "destroy"},
-        std::pair{p.option_count && !p.options, "options"}}) {
+  for (auto [missing, what] : {std::pair{!p.create, "create"}, std::pair{!p.run, "run"},
+                               std::pair{!p.destroy, "destroy"}}) {
     if (missing) return refuse("missing_callback", std::string("missing ") + what);
   }
+  if (!p.name) return refuse("missing_name", "the descriptor has no name (NULL)");
+  if (!valid_plugin_name(p.name))
+    return refuse("invalid_name",
+                  "invalid plugin name " + quoted(p.name) + "; names are [a-z0-9-]+");
+  if (p.option_count && !p.options)
+    return refuse("missing_options", "the descriptor declares " + std::to_string(p.option_count) +
+                                         " options but its option table is NULL");
   if (find(p.name))
     return refuse("duplicate_name", std::string("duplicate plugin name '") + p.name +
                                         "', already loaded from " + find(p.name)->path);

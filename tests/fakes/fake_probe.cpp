@@ -87,6 +87,19 @@ extern "C" VITALS_EXPORT const vitals_plugin* vitals_probe_entry(uint32_t host_m
 #ifdef FAKE_MISSING_RUN
     d.run = nullptr;
 #endif
+#ifdef FAKE_BAD_NAME
+    d.name = "My Plug\"in";
+#endif
+#ifdef FAKE_NULL_NAME
+    d.name = nullptr;
+#endif
+#ifdef FAKE_NULL_OPTIONS
+    d.options = nullptr;  // option_count stays 3
+#endif
+#ifdef FAKE_NO_OPTIONS
+    d.options = nullptr;  // valid: no options at all
+    d.option_count = 0;
+#endif
 #ifdef FAKE_BIGGER_STRUCT
     d.struct_size = sizeof(BiggerDescriptor);
 #endif

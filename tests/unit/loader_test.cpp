@@ -43,6 +43,11 @@ TEST_CASE("the loader refuses each bad plugin with its own reason", "[loader]") 
       {"fake-refuses", "refused", "the plugin refused ABI major 1"},
       {"fake-missing-run", "missing_callback", "missing run"},
       {"fake-zz-dup", "duplicate_name", "duplicate plugin name 'fake-ok'"},
+      {"fake-upper", "invalid_name", "invalid plugin name 'Upper_Case'; names are [a-z0-9-]+"},
+      {"fake-bad-name", "invalid_name", "invalid plugin name 'My Plug\"in'"},
+      {"fake-null-name", "missing_name", "the descriptor has no name (NULL)"},
+      {"fake-null-options", "missing_options",
+       "the descriptor declares 3 options but its option table is NULL"},
   }));
   CAPTURE(stem);
   const Refusal* r = host.refusal_for(stem);
@@ -52,6 +57,27 @@ TEST_CASE("the loader refuses each bad plugin with its own reason", "[loader]") 
   CHECK(host.find("fake-ok"));
   CHECK(host.find("fake-throws"));
   CHECK(host.find("fake-hangs"));
+  // No option table at all is valid: NULL with option_count 0.
+  CHECK(host.find("fake-no-options"));
+  CHECK_FALSE(host.refusal_for("fake-no-options"));
+}
+
+TEST_CASE("each refusal reason is counted in /metrics", "[loader]") {
+  PluginHost host;
+  host.scan(VITALS_TEST_PLUGIN_DIR);
+  Health health;
+  HttpBackend b{[&] { return health.snapshot(); }, [] { return AgentFacts{"9.9.9"}; },
+                [] { return true; }};
+  const std::string metrics = route("GET", "/metrics", false, b).body;
+  for (const char* reason :
+       {"missing_callback", "missing_name", "invalid_name", "missing_options"}) {
+    CAPTURE(reason);
+    const std::string sample =
+        std::string("vitals_plugin_load_failures_total{reason=\"") + reason + "\"} ";
+    const size_t at = metrics.find(sample);
+    REQUIRE(at != std::string::npos);
+    CHECK(std::stol(metrics.substr(at + sample.size())) >= 1);
+  }
 }
 
 TEST_CASE("the loader refuses plugins on unsafe paths", "[loader]") {
@@ -89,7 +115,8 @@ TEST_CASE("a configured probe whose plugin is refused or missing is a config err
   CHECK_FALSE(prepare(s.config("  a:\n    plugin: nope\n"), {}, errors));
   REQUIRE(errors.size() == 1);
   CHECK_THAT(errors[0], Catch::Contains("probes.a.plugin: no plugin 'nope' in "));
-  CHECK_THAT(errors[0], Catch::Contains("available: fake-hangs, fake-ok, fake-throws"));
+  CHECK_THAT(errors[0],
+             Catch::Contains("available: fake-hangs, fake-no-options, fake-ok, fake-throws"));
 }
 
 TEST_CASE("options are checked against the plugin's table", "[loader]") {
