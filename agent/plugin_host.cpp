@@ -23,17 +23,46 @@ std::map<std::string, long> g_counts;
 std::mutex g_handles_mutex;
 std::map<std::string, void*> g_handles;
 
-std::optional<std::string> unsafe_reason(const std::string& path) {
-  namespace fs = std::filesystem;
-  const uid_t me = geteuid();
-  for (const std::string& p : {path, fs::path(path).parent_path().string()}) {
-    struct stat st {};
-    if (stat(p.c_str(), &st) != 0) return "unable to stat " + p + ": " + std::strerror(errno);
-    if (st.st_mode & (S_IWGRP | S_IWOTH)) return p + " is group- or world-writable";
-    if (st.st_uid != 0 && st.st_uid != me)
-      return p + " is owned by uid " + std::to_string(st.st_uid) + ", neither root nor the agent";
-  }
+// One file or folder: neither group- nor world-writable (a folder may be if it has the sticky
+// bit, as /tmp: nobody else can rename or replace what is in it), owned by root or the agent.
+std::optional<std::string> unsafe_entry(const std::filesystem::path& p, bool sticky_ok) {
+  struct stat st {};
+  if (stat(p.c_str(), &st) != 0)
+    return "unable to stat " + p.string() + ": " + std::strerror(errno);
+  const bool sticky = S_ISDIR(st.st_mode) && (st.st_mode & S_ISVTX);
+  if ((st.st_mode & (S_IWGRP | S_IWOTH)) && !(sticky_ok && sticky))
+    return p.string() + " is group- or world-writable";
+  if (st.st_uid != 0 && st.st_uid != geteuid())
+    return p.string() + " is owned by uid " + std::to_string(st.st_uid) +
+           ", neither root nor the agent";
   return std::nullopt;
+}
+
+// A folder and every folder above it, up to "/"; only those above may be sticky and writable.
+std::optional<std::string> unsafe_folders(const std::filesystem::path& dir) {
+  for (std::filesystem::path p = dir;; p = p.parent_path()) {
+    if (auto why = unsafe_entry(p, p != dir)) return why;
+    if (p == p.parent_path()) return std::nullopt;
+  }
+}
+
+// Why loading the plugin listed as `path` would be unsafe. What is checked is what dlopen() will
+// open: `real`, the file with every symlink resolved, and every folder above it; the folder that
+// lists the file (and the folders above it) too, since it decides which files are loaded.
+std::optional<std::string> unsafe_reason(const std::string& path, std::string& real) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::path resolved = fs::canonical(path, ec);
+  if (ec) return "unable to resolve " + path + ": " + ec.message();
+  const fs::path listing = fs::canonical(fs::path(path).parent_path(), ec);
+  if (ec) return "unable to resolve the folder of " + path + ": " + ec.message();
+  real = resolved.string();
+  auto why = unsafe_folders(listing);
+  if (!why) why = unsafe_entry(resolved, false);
+  if (!why) why = unsafe_folders(resolved.parent_path());
+  if (why && resolved != fs::absolute(path).lexically_normal())
+    *why += " (" + path + " is " + real + ")";
+  return why;
 }
 
 // [a-z0-9-]+, the rule of probe.h: plugin names appear in configs, metric names and labels.
@@ -100,19 +129,18 @@ std::optional<Refusal> PluginHost::load(const std::string& path) {
   auto refuse = [&](const char* reason, const std::string& message) {
     return Refusal{path, stem, reason, message};
   };
-  if (auto why = unsafe_reason(path)) return refuse("unsafe_path", "unsafe path: " + *why);
+  std::string real;
+  if (auto why = unsafe_reason(path, real)) return refuse("unsafe_path", "unsafe path: " + *why);
 
   void* handle = nullptr;
   {
     std::lock_guard lock(g_handles_mutex);
-    std::error_code ec;
-    const std::string key = std::filesystem::canonical(path, ec).string();
-    if (auto it = g_handles.find(key); it != g_handles.end()) {
+    if (auto it = g_handles.find(real); it != g_handles.end()) {
       handle = it->second;
     } else {
-      handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+      handle = dlopen(real.c_str(), RTLD_NOW | RTLD_LOCAL);  // the file checked, not a symlink
       if (!handle) return refuse("dlopen", std::string("unable to load: ") + dlerror());
-      g_handles[key] = handle;
+      g_handles[real] = handle;
     }
   }
   auto entry = reinterpret_cast<vitals_probe_entry_fn>(dlsym(handle, VITALS_ENTRY_SYMBOL));

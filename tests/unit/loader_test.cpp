@@ -104,6 +104,46 @@ TEST_CASE("the loader refuses plugins on unsafe paths", "[loader]") {
   CHECK(host3.find("fake-ok"));
 }
 
+TEST_CASE("the loader checks the file a symlink points to and every folder above it", "[loader]") {
+  Scratch s;
+  chmod(s.dir.c_str(), 0755);
+  const fs::path safe = s.dir / "safe", shared = s.dir / "shared", inner = shared / "inner";
+  fs::create_directories(inner);
+  fs::create_directory(safe);
+  chmod(safe.c_str(), 0755);
+  fs::copy_file(fs::path(VITALS_TEST_PLUGIN_DIR) / "fake-ok.so", shared / "fake-ok.so");
+  fs::copy_file(fs::path(VITALS_TEST_PLUGIN_DIR) / "fake-ok.so", inner / "fake-ok.so");
+  chmod(inner.c_str(), 0755);
+  fs::create_symlink(shared / "fake-ok.so", safe / "fake-ok.so");
+  auto refusal = [&] {
+    PluginHost host;
+    host.scan(safe.string());
+    const Refusal* r = host.refusal_for("fake-ok");
+    return r ? r->reason + ": " + r->message : std::string("loaded");
+  };
+
+  // safe/fake-ok.so -> shared/fake-ok.so, shared world-writable: the target's folder counts.
+  chmod(shared.c_str(), 0777);
+  CHECK(refusal() == "unsafe_path: unsafe path: " + shared.string() +
+                         " is group- or world-writable (" + (safe / "fake-ok.so").string() +
+                         " is " + (shared / "fake-ok.so").string() + ")");
+  chmod(shared.c_str(), 01777);  // sticky does not make the file's own folder safe
+  CHECK_THAT(refusal(), Catch::StartsWith("unsafe_path: unsafe path: " + shared.string() + " is"));
+
+  // safe/fake-ok.so -> shared/inner/fake-ok.so: inner is fine, the folder above it is not.
+  fs::remove(safe / "fake-ok.so");
+  fs::create_symlink(inner / "fake-ok.so", safe / "fake-ok.so");
+  chmod(shared.c_str(), 0777);
+  CHECK_THAT(refusal(), Catch::StartsWith("unsafe_path: unsafe path: " + shared.string() + " is"));
+  chmod(shared.c_str(), 01777);  // above the file's folder, a sticky folder (as /tmp) is safe
+  CHECK(refusal() == "loaded");
+  chmod(shared.c_str(), 0755);
+  CHECK(refusal() == "loaded");
+  chmod((inner / "fake-ok.so").c_str(), 0646);  // the target file itself
+  CHECK_THAT(refusal(), Catch::StartsWith("unsafe_path: unsafe path: " +
+                                          (inner / "fake-ok.so").string() + " is group-"));
+}
+
 TEST_CASE("a configured probe whose plugin is refused or missing is a config error", "[loader]") {
   Scratch s;
   std::vector<std::string> errors;
