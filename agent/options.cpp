@@ -138,14 +138,27 @@ bool bind_options(const ProbeConfig& probe, const vitals_plugin& plugin, const s
   return errors.size() == errors_before;
 }
 
+namespace {
+
 std::string scrub(std::string text, const std::vector<std::string>& secrets) {
+  static const std::string kMark = "[redacted]";
   for (const auto& s : secrets) {
-    static const std::string kMark = "[redacted]";
+    if (s.empty()) continue;
     for (size_t pos = text.find(s); pos != std::string::npos;
          pos = text.find(s, pos + kMark.size()))
       text.replace(pos, s.size(), kMark);
   }
   return text;
+}
+
+}  // namespace
+
+std::string safe_text(std::string_view text, const std::vector<std::string>& secrets) {
+  // Scrubbed before and after one_line: a secret holding a newline or a stray byte is found as
+  // written, and a secret the plugin split with a newline ("hunter\n2") once joined again.
+  std::vector<std::string> shown;
+  for (const auto& s : secrets) shown.push_back(one_line(s));
+  return scrub(one_line(scrub(std::string(text), secrets)), shown);
 }
 
 }  // namespace vitals

@@ -44,7 +44,9 @@ bool bind_options(const ProbeConfig& probe, const vitals_plugin& plugin, const s
 
 const char* option_type_name(vitals_option_type t);
 
-// Replaces every occurrence of each secret in text with "[redacted]".
-std::string scrub(std::string text, const std::vector<std::string>& secrets);
+// The one function that makes text from a plugin (message, stage, log line, create error) safe
+// to show anywhere: one line of valid UTF-8 (one_line) with every secret replaced by
+// "[redacted]". Idempotent, so a result may pass through it again on its way out.
+std::string safe_text(std::string_view text, const std::vector<std::string>& secrets);
 
 }  // namespace vitals

@@ -5,6 +5,7 @@ the fake plugins (tests/fakes) where a plugin must misbehave."""
 import glob
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -437,6 +438,30 @@ probes:
         outputs.append(agent.log())
         for out in outputs:
             self.assertNotIn(secret, out)
+
+    def test_plugin_text_becomes_one_line_of_utf8(self):
+        # The fake plugin returns and logs these bytes: ff fe, a newline, then a forged log line.
+        forged = " [error] [vitals] forged line"
+        agent = self.start_agent(f"""
+listen: 127.0.0.1:@PORT@
+plugin_dir: {FAKES}
+probes:
+  a: {{plugin: fake-ok, interval: 100ms, options: {{result: fail, message: '\\xff\\xfe\\x0a{forged}'}}}}
+""")
+        want = "\ufffd\ufffd " + forged
+        self.assertEqual(agent.wait_probe("a", "fail")["message"], want)
+        cfg = agent.log_path.replace(".stderr", "")
+        p = subprocess.run([os.environ["VITALS_BIN"], "once", "-c", cfg, "--probe", "a"], capture_output=True,
+                           timeout=30)
+        self.assertEqual(p.returncode, 1)
+        self.assertRegex(p.stdout.decode("utf-8"), r"^a fail fake \d+ms: " + re.escape(want) + "\n$")
+        agent.stop()
+        with open(agent.log_path, "rb") as f:
+            log = f.read()
+        for out in (p.stderr, log):
+            text = out.decode("utf-8")  # strict: raises on a byte that is not UTF-8
+            self.assertIn(want, text)
+            self.assertFalse([line for line in text.split("\n") if line.startswith(forged)], text)
 
     def test_details_hidden_when_not_exposed(self):
         agent = self.start_agent(f"""

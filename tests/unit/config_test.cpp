@@ -202,3 +202,19 @@ TEST_CASE("JSON strings are escaped and always valid UTF-8", "[util]") {
   append_json_string(out, "a\"b\\c\nd\x01 caf\xc3\xa9 caf\xe9");
   CHECK(out == "\"a\\\"b\\\\c\\nd\\u0001 caf\xc3\xa9 caf\xef\xbf\xbd\"");
 }
+
+TEST_CASE("plugin text becomes one line of valid UTF-8", "[util]") {
+  const std::string ff = "\xEF\xBF\xBD";  // U+FFFD
+  CHECK(one_line("\xff\xfe\n second line") == ff + ff + "  second line");
+  CHECK(one_line("a\r\nb\tc\x7f\x01"
+                 "d") == "a  b c  d");
+  CHECK(one_line("caf\xc3\xa9 \xe2\x82\xac") == "caf\xc3\xa9 \xe2\x82\xac");  // valid UTF-8 stays
+  CHECK(one_line("c1\xc2\x85nel \xe2\x80\xa8ls \xe2\x80\xa9ps") == "c1 nel  ls  ps");
+  CHECK(one_line("overlong \xc0\xaf, surrogate \xed\xa0\x80, cut \xe2\x82") ==
+        "overlong " + ff + ff + ", surrogate " + ff + ff + ff + ", cut " + ff + ff);
+  for (const char* s : {"\xff\xfe\n x",
+                        "a\xc2\x85"
+                        "b",
+                        "\xe2\x80\xa8"})
+    CHECK(one_line(one_line(s)) == one_line(s));
+}

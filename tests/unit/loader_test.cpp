@@ -4,6 +4,10 @@
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
+
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
 
 #include "agent.hpp"
 #include "http.hpp"
@@ -47,7 +51,7 @@ TEST_CASE("the loader refuses each bad plugin with its own reason", "[loader]") 
       {"fake-bad-name", "invalid_name", "invalid plugin name 'My Plug\"in'"},
       {"fake-null-name", "missing_name", "the descriptor has no name (NULL)"},
       {"fake-null-options", "missing_options",
-       "the descriptor declares 3 options but its option table is NULL"},
+       "the descriptor declares 4 options but its option table is NULL"},
   }));
   CAPTURE(stem);
   const Refusal* r = host.refusal_for(stem);
@@ -165,8 +169,9 @@ TEST_CASE("options are checked against the plugin's table", "[loader]") {
   CHECK_FALSE(prepare(s.config("  a:\n    plugin: fake-ok\n    options: {reslt: pass, sleep: 5}\n"),
                       {}, errors));
   REQUIRE(errors.size() == 2);
-  CHECK_THAT(errors[0], Catch::EndsWith("vitals.yaml:5: probes.a.options: unknown option 'reslt' "
-                                        "for plugin fake-ok; valid options: result, sleep, token"));
+  CHECK_THAT(errors[0],
+             Catch::EndsWith("vitals.yaml:5: probes.a.options: unknown option 'reslt' "
+                             "for plugin fake-ok; valid options: message, result, sleep, token"));
   CHECK_THAT(
       errors[1],
       Catch::EndsWith(
@@ -186,6 +191,26 @@ TEST_CASE("a probe runs through the ABI; secrets never come back out", "[loader]
   CHECK(r.message == "warn token=[redacted]");
   REQUIRE(r.numbers.size() == 1);
   CHECK(r.numbers[0].name == "runs");
+}
+
+TEST_CASE("what a plugin says reaches the host as one line of valid UTF-8", "[loader]") {
+  Scratch s;
+  std::ostringstream captured;
+  auto previous = spdlog::default_logger();
+  spdlog::set_default_logger(std::make_shared<spdlog::logger>(
+      "vitals", std::make_shared<spdlog::sinks::ostream_sink_mt>(captured)));
+  spdlog::set_pattern("%v");
+  std::vector<std::string> errors;
+  auto p = prepare(s.config("  inject:\n    plugin: fake-ok\n    options: {result: fail, message: "
+                            "'\\xff\\xfe\\x0a second line\\x0d', token: hunter\\x0a2}\n"),
+                   {}, errors);
+  REQUIRE(p);
+  RunResult r = p->probes[0]->run_once();
+  spdlog::set_default_logger(previous);
+  // The token (secret) "hunter\n2" is returned as "hunter\n2": found and scrubbed as written.
+  CHECK(r.message == "\xEF\xBF\xBD\xEF\xBF\xBD  second line  token=[redacted]");
+  // The plugin logged the same text: one line, no second line injected.
+  CHECK(captured.str() == "created\n" + r.message + "\n");
 }
 
 TEST_CASE("a throwing plugin fails the run instead of crashing the host", "[loader]") {
