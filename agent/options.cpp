@@ -1,5 +1,6 @@
 #include "options.hpp"
 
+#include <algorithm>
 #include <optional>
 #include <set>
 
@@ -140,8 +141,9 @@ bool bind_options(const ProbeConfig& probe, const vitals_plugin& plugin, const s
 
 namespace {
 
+const std::string kMark = "[redacted]";
+
 std::string scrub(std::string text, const std::vector<std::string>& secrets) {
-  static const std::string kMark = "[redacted]";
   for (const auto& s : secrets) {
     if (s.empty()) continue;
     for (size_t pos = text.find(s); pos != std::string::npos;
@@ -153,12 +155,27 @@ std::string scrub(std::string text, const std::vector<std::string>& secrets) {
 
 }  // namespace
 
-std::string safe_text(std::string_view text, const std::vector<std::string>& secrets) {
+void Secrets::add(const std::string& value) {
+  auto keep = [&](const std::string& v) {
+    auto& list = v.size() >= 3 ? scrubbed_ : too_short_;
+    if (!v.empty() && std::find(list.begin(), list.end(), v) == list.end()) list.push_back(v);
+  };
+  keep(value);
+  if (auto space = value.rfind(' '); space != std::string::npos) keep(value.substr(space + 1));
+}
+
+std::string safe_text(std::string_view text, const Secrets& secrets) {
   // Scrubbed before and after one_line: a secret holding a newline or a stray byte is found as
   // written, and a secret the plugin split with a newline ("hunter\n2") once joined again.
   std::vector<std::string> shown;
-  for (const auto& s : secrets) shown.push_back(one_line(s));
-  return scrub(one_line(scrub(std::string(text), secrets)), shown);
+  for (const auto& s : secrets.scrubbed()) shown.push_back(one_line(s));
+  std::string out = scrub(one_line(scrub(std::string(text), secrets.scrubbed())), shown);
+  if (secrets.too_short().empty()) return out;
+  std::string rest = out;  // what is left around the [redacted] marks
+  for (size_t pos; (pos = rest.find(kMark)) != std::string::npos;) rest.erase(pos, kMark.size());
+  for (const auto& s : secrets.too_short())
+    if (rest.find(one_line(s)) != std::string::npos) return kWithheld;
+  return out;
 }
 
 }  // namespace vitals

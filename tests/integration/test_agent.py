@@ -439,6 +439,26 @@ probes:
         for out in outputs:
             self.assertNotIn(secret, out)
 
+    def test_a_short_secret_withholds_the_text_that_holds_it(self):
+        agent = self.start_agent(f"""
+listen: 127.0.0.1:@PORT@
+plugin_dir: {FAKES}
+log_level: debug
+probes:
+  a: {{plugin: fake-ok, interval: 100ms, options: {{result: fail, token: "q7"}}}}
+""")
+        withheld = "[withheld: holds a secret shorter than 3 characters]"
+        p = agent.wait_probe("a", "fail")
+        self.assertEqual((p["stage"], p["message"]), ("fake", withheld))
+        cfg = agent.log_path.replace(".stderr", "")
+        code, doc, _ = once(cfg, "a")
+        self.assertEqual((code, doc["message"]), (1, withheld))
+        text = run_vitals("once", "-c", cfg, "--probe", "a").stdout
+        self.assertRegex(text, r"^a fail fake \d+ms: " + re.escape(withheld) + "\n$")
+        agent.stop()
+        self.assertIn(withheld, agent.log())
+        self.assertNotIn("token=q7", agent.log())
+
     def test_plugin_text_becomes_one_line_of_utf8(self):
         # The fake plugin returns and logs these bytes: ff fe, a newline, then a forged log line.
         forged = " [error] [vitals] forged line"

@@ -12,6 +12,7 @@
 #include "agent.hpp"
 #include "http.hpp"
 #include "metrics.hpp"
+#include "options.hpp"
 #include "plugin_host.hpp"
 
 using namespace vitals;
@@ -211,6 +212,37 @@ TEST_CASE("what a plugin says reaches the host as one line of valid UTF-8", "[lo
   CHECK(r.message == "\xEF\xBF\xBD\xEF\xBF\xBD  second line  token=[redacted]");
   // The plugin logged the same text: one line, no second line injected.
   CHECK(captured.str() == "created\n" + r.message + "\n");
+}
+
+TEST_CASE("secrets: 3 characters or more are scrubbed, a text holding a shorter one is withheld",
+          "[loader]") {
+  Secrets s;
+  for (const char* v : {"hunter2", "pw", "Bearer xyzzy", "", "Basic ab"}) s.add(v);
+  CHECK(s.scrubbed() == std::vector<std::string>{"hunter2", "Bearer xyzzy", "xyzzy", "Basic ab"});
+  CHECK(s.too_short() == std::vector<std::string>{"pw", "ab"});
+  auto [text, shown] = GENERATE(table<std::string, std::string>({
+      {"login failed for hunter2", "login failed for [redacted]"},
+      {"sent Bearer xyzzy, then xyzzy", "sent [redacted], then [redacted]"},
+      {"connection refused", "connection refused"},
+      {"password pw rejected", kWithheld},
+      {"token ab", kWithheld},  // the credential of "Basic ab"
+      {"p\nw", "p w"},          // not the secret once on one line
+      {"hunter2hunter2", "[redacted][redacted]"},
+  }));
+  CAPTURE(text);
+  CHECK(safe_text(text, s) == shown);
+}
+
+TEST_CASE("a short secret never comes back out either", "[loader]") {
+  Scratch s;
+  std::vector<std::string> errors;
+  auto p = prepare(s.config("  a:\n    plugin: fake-ok\n    options: {result: fail, token: pw}\n"),
+                   {}, errors);
+  REQUIRE(p);
+  RunResult r = p->probes[0]->run_once();
+  CHECK(r.status == Status::Fail);
+  CHECK(r.stage == "fake");  // stages and messages without the secret are shown as they are
+  CHECK(r.message == kWithheld);
 }
 
 TEST_CASE("a throwing plugin fails the run instead of crashing the host", "[loader]") {
