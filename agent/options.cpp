@@ -8,27 +8,29 @@ namespace vitals {
 
 namespace {
 
-// Normalises one scalar to the text the plugin receives; nullopt with `why` if it does not fit.
+// Normalises one scalar to the text the plugin receives; nullopt with `why` if it does not fit
+// (quoting the value unless it is secret).
 std::optional<std::string> normalise(vitals_option_type type, const std::string& text,
-                                     std::string& why) {
+                                     std::string& why, bool secret = false) {
+  const std::string got = secret ? "(a secret value, not shown)" : "'" + text + "'";
   switch (type) {
     case VITALS_OPT_INT: {
       char* end = nullptr;
       errno = 0;
       const long long v = std::strtoll(text.c_str(), &end, 10);
       if (text.empty() || *end || errno) {
-        why = "expected an integer, got '" + text + "'";
+        why = "expected an integer, got " + got;
         return std::nullopt;
       }
       return std::to_string(v);
     }
     case VITALS_OPT_BOOL:
       if (text == "true" || text == "false") return text;
-      why = "expected true or false, got '" + text + "'";
+      why = "expected true or false, got " + got;
       return std::nullopt;
     case VITALS_OPT_DURATION:
       if (auto d = parse_duration(text)) return std::to_string(d->count());
-      why = "invalid duration '" + text + "'; use e.g. 250ms, 2s, 1m";
+      why = "invalid duration " + got + "; use e.g. 250ms, 2s, 1m";
       return std::nullopt;
     default:
       return text;
@@ -128,7 +130,7 @@ bool bind_options(const ProbeConfig& probe, const vitals_plugin& plugin, const s
         continue;
       }
       std::string why;
-      if (auto n = normalise(opt.type, v.scalar, why)) {
+      if (auto n = normalise(opt.type, v.scalar, why, opt.secret)) {
         out.add(opt.name, *n);
         if (opt.secret) out.add_secret(v.scalar);
       } else {

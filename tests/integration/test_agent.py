@@ -265,6 +265,20 @@ probes:
                 first = p.stderr.strip().split("\n")[0]
                 self.assertIn(os.path.basename(f), first)
 
+    def test_config_errors_never_print_a_secret(self):
+        cfg = self.tmp.file("secret.yaml", """
+probes:
+  db:
+    plugin: postgres
+    options: {dsn: "postgresql://app:Tr0ub4dor${x@db/app"}
+""")
+        for cmd in ("validate", "run", "once"):
+            p = run_vitals(cmd, "-c", cfg, *(("--probe", "db") if cmd == "once" else ()), timeout=20)
+            self.assertEqual(p.returncode, 100, p.stderr)
+            self.assertNotIn("Tr0ub4dor", p.stdout + p.stderr)
+            self.assertIn(f"{cfg}:5: probes.db.options.dsn: unterminated ${{ at character 27; write $$ for a "
+                          "literal $", p.stderr)
+
     def test_describe_and_plugins(self):
         p = run_vitals("describe", "tcp")
         self.assertEqual(p.returncode, 0)

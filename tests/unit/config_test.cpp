@@ -68,7 +68,8 @@ TEST_CASE("each invalid config is rejected with one line naming file, line and k
        "invalid-unset-variable.yaml:1: listen: environment variable VITALS_TEST_SURELY_UNSET is "
        "not set"},
       {"invalid-unterminated-variable.yaml",
-       "invalid-unterminated-variable.yaml:1: listen: unterminated ${ in '${VITALS_TEST'"},
+       "invalid-unterminated-variable.yaml:1: listen: unterminated ${ at character 1; write $$ "
+       "for a literal $"},
       {"invalid-notify-fd.yaml",
        "invalid-notify-fd.yaml:2: readiness.notify_fd: must be between 3 and 1048576, got 1"},
       {"invalid-probes-list.yaml",
@@ -173,7 +174,9 @@ TEST_CASE("environment expansion", "[config]") {
   CHECK_FALSE(expand_env("${VITALS_T_UNSET}", err));
   CHECK(err == "environment variable VITALS_T_UNSET is not set");
   CHECK_FALSE(expand_env("${BAD NAME}", err));
-  CHECK(err == "invalid variable name 'BAD NAME'");
+  CHECK(err ==
+        "invalid variable name in the ${...} at character 1 (letters, digits and _ only); write $$ "
+        "for a literal $");
   CHECK_FALSE(expand_env("${OPEN", err));
 
   ConfigResult r = parse_config("listen: 127.0.0.1:${VITALS_T_SET}\nprobes: {}\n", "t.yaml");
@@ -217,4 +220,20 @@ TEST_CASE("plugin text becomes one line of valid UTF-8", "[util]") {
                         "b",
                         "\xe2\x80\xa8"})
     CHECK(one_line(one_line(s)) == one_line(s));
+}
+
+TEST_CASE("a config error never quotes a value that may be a secret", "[config]") {
+  ConfigResult r = parse_config(
+      "probes:\n  db:\n    plugin: postgres\n    options:\n"
+      "      dsn: \"postgresql://app:Tr0ub4dor${x@db/app\"\n"
+      "      password: \"Tr0ub4dor${not a name}x\"\n",
+      "t.yaml");
+  REQUIRE(r.errors.size() == 2);
+  CHECK(
+      r.errors[0] ==
+      "t.yaml:5: probes.db.options.dsn: unterminated ${ at character 27; write $$ for a literal $");
+  CHECK(r.errors[1] ==
+        "t.yaml:6: probes.db.options.password: invalid variable name in the ${...} at character 10 "
+        "(letters, digits and _ only); write $$ for a literal $");
+  for (const auto& e : r.errors) CHECK(e.find("Tr0ub4dor") == std::string::npos);
 }

@@ -179,6 +179,32 @@ TEST_CASE("options are checked against the plugin's table", "[loader]") {
           "vitals.yaml:5: probes.a.options.sleep: invalid duration '5'; use e.g. 250ms, 2s, 1m"));
 }
 
+TEST_CASE("an option error never quotes a secret value", "[loader]") {
+  const vitals_option table[] = {
+      {"pin", VITALS_OPT_INT, nullptr, "", 0, 1},
+      {"after", VITALS_OPT_DURATION, nullptr, "", 0, 1},
+      {"port", VITALS_OPT_INT, nullptr, "", 0, 0},
+  };
+  vitals_plugin plugin{};
+  plugin.name = "t";
+  plugin.options = table;
+  plugin.option_count = 3;
+  ProbeConfig probe = parse_config(
+                          "probes:\n  a:\n    plugin: t\n"
+                          "    options: {pin: Tr0ub4dor, after: Tr0ub4dor, port: http}\n",
+                          "v.yaml")
+                          .config->probes.front();
+  BoundOptions out;
+  std::vector<std::string> errors;
+  CHECK_FALSE(bind_options(probe, plugin, "v.yaml", out, errors));
+  CHECK(errors == std::vector<std::string>{
+                      "v.yaml:4: probes.a.options.pin: expected an integer, got (a secret value, "
+                      "not shown)",
+                      "v.yaml:4: probes.a.options.after: invalid duration (a secret value, not "
+                      "shown); use e.g. 250ms, 2s, 1m",
+                      "v.yaml:4: probes.a.options.port: expected an integer, got 'http'"});
+}
+
 TEST_CASE("a probe runs through the ABI; secrets never come back out", "[loader]") {
   Scratch s;
   std::vector<std::string> errors;
