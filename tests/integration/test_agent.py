@@ -193,6 +193,24 @@ class Check(VitalsTestCase):
         self.assertRegex(out, r"^unhealthy ready=false 0/1 dep:connect: unable to connect to 127\.0\.0\.1:\d+: connection refused\n$")
         self.assertEqual(self.check("--url", url, "--probe", "nope"), (1, "no such probe: nope\n"))
 
+    def test_reads_every_listen_form_the_agent_accepts(self):
+        # A host name (this machine's own, else localhost), a tab before a comment, flow style,
+        # a quoted key with a tag: check connects where the agent listens.
+        name = socket.gethostname()
+        try:
+            loopback = socket.gethostbyname(name).startswith("127.")
+        except OSError:
+            loopback = False
+        host = name if loopback else "localhost"
+        for text in (f"listen: {host}:@PORT@\t# comment\nprobes: {{}}\n",
+                     "{listen: '127.0.0.1:@PORT@', probes: {}}\n",
+                     "---\nprobes: {}\n\"listen\": !!str 127.0.0.1:@PORT@\n"):
+            with self.subTest(config=text):
+                agent = self.start_agent(text)
+                cfg = agent.log_path.replace(".stderr", "")
+                self.assertEqual(self.check("-c", cfg), (0, "healthy ready=true 0/0\n"))
+                agent.stop()
+
     def test_absent_agent_and_usage_errors_exit_1(self):
         code, out = self.check("--url", f"http://127.0.0.1:{free_port()}")
         self.assertEqual(code, 1)

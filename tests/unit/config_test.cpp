@@ -2,7 +2,9 @@
 
 #include <catch2/catch.hpp>
 #include <cstdlib>
+#include <filesystem>
 
+#include "check.hpp"
 #include "config.hpp"
 #include "text.hpp"
 
@@ -236,4 +238,49 @@ TEST_CASE("a config error never quotes a value that may be a secret", "[config]"
         "t.yaml:6: probes.db.options.password: invalid variable name in the ${...} at character 10 "
         "(letters, digits and _ only); write $$ for a literal $");
   for (const auto& e : r.errors) CHECK(e.find("Tr0ub4dor") == std::string::npos);
+}
+
+TEST_CASE("vitals check reads the listen address of every config the agent accepts", "[config]") {
+  ::setenv("VITALS_FUZZ_PORT", "5432", 1);  // as the fuzz target sets them
+  ::setenv("VITALS_FUZZ_EMPTY", "", 1);
+  ::setenv("VITALS_FUZZ_HOST", "db.internal", 1);
+  int accepted = 0;
+  for (const char* dir : {VITALS_TEST_DATA, VITALS_TEST_CONFIG_CORPUS}) {
+    for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+      const std::string file = entry.path().string();
+      const ConfigResult agent = load_config(file);
+      if (!agent.config) continue;
+      ++accepted;
+      std::string error;
+      CAPTURE(file, error);
+      CHECK(check_listen(file, error) == agent.config->listen);
+    }
+  }
+  CHECK(accepted >= 10);
+  // The forms `check` could not read before: a host name, a tab before a comment, flow style, a
+  // quoted key with a tag, a folded scalar, the key after the probes.
+  for (auto [file, listen] : std::initializer_list<std::pair<const char*, const char*>>{
+           {"listen-hostname-tab-comment.yaml", "myhost:9851"},
+           {"listen-flow.yaml", "127.0.0.1:9852"},
+           {"listen-quoted-key-tag.yaml", "127.0.0.1:5432"},
+           {"listen-folded.yaml", "localhost:9854"},
+           {"listen-last-key.yaml", "127.0.0.1:9855"}}) {
+    std::string error;
+    CAPTURE(file);
+    CHECK(check_listen(std::string(VITALS_TEST_CONFIG_CORPUS) + "/" + file, error) == listen);
+  }
+}
+
+TEST_CASE("check_listen: errors name the file, the default applies without the key", "[config]") {
+  std::string error;
+  CHECK(check_listen(std::string(VITALS_TEST_DATA) + "/nope.yaml", error) == "");
+  CHECK_THAT(error, Catch::EndsWith("nope.yaml: unable to read: No such file or directory"));
+  CHECK(check_listen(std::string(VITALS_TEST_DATA) + "/invalid-listen-port.yaml", error) == "");
+  CHECK_THAT(
+      error,
+      Catch::EndsWith("invalid-listen-port.yaml:1: listen: expected HOST:PORT (port 1-65535), got "
+                      "'127.0.0.1:70000'"));
+  // Errors elsewhere in the file do not matter to `check`: a running agent keeps its address.
+  CHECK(check_listen(std::string(VITALS_TEST_DATA) + "/invalid-bad-tier.yaml", error) ==
+        "127.0.0.1:9851");
 }
