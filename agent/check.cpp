@@ -1,7 +1,7 @@
 #include "check.hpp"
 
-#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -12,11 +12,10 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <string>
 
+#include "config.hpp"
 #include "paths.hpp"
-#include "text.hpp"
 
 namespace vitals {
 
@@ -24,7 +23,6 @@ namespace {
 
 constexpr int kOk = 0, kFail = 1;
 constexpr long kDeadlineMs = 2000;
-constexpr const char* kDefaultListen = "127.0.0.1:9851";
 
 long now_ms() {
   timespec ts{};
@@ -45,53 +43,12 @@ std::string trim(std::string s) {
   return s;
 }
 
-// The top-level `listen:` of a config file, ${VAR}-expanded. Only block-style top-level keys
-// are looked at: enough for the agent's own configs, without loading a YAML parser here.
-bool listen_from_config(const std::string& path, std::string& listen, std::string& error) {
-  std::ifstream in(path);
-  if (!in) {
-    error = "unable to read " + path + ": " + std::strerror(errno);
-    return false;
-  }
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("listen:", 0) != 0) continue;
-    std::string v = line.substr(7);
-    if (auto hash = v.find(" #"); hash != std::string::npos) v = v.substr(0, hash);
-    v = trim(v);
-    if (v.size() >= 2 && (v.front() == '"' || v.front() == '\'') && v.back() == v.front())
-      v = v.substr(1, v.size() - 2);
-    auto expanded = expand_env(v, error);
-    if (!expanded) {
-      error = path + ": listen: " + error;
-      return false;
-    }
-    listen = *expanded;
-    return true;
-  }
-  listen = kDefaultListen;
-  return true;
-}
-
+// HOST:PORT as the agent splits it, with a wildcard host replaced by the loopback address.
 bool split(const std::string& hostport, std::string& host, int& port) {
-  std::string p;
-  if (!hostport.empty() && hostport[0] == '[') {
-    const size_t close = hostport.find("]:");
-    if (close == std::string::npos) return false;
-    host = hostport.substr(1, close - 1);
-    p = hostport.substr(close + 2);
-  } else {
-    const size_t colon = hostport.rfind(':');
-    if (colon == std::string::npos) return false;
-    host = hostport.substr(0, colon);
-    p = hostport.substr(colon + 1);
-  }
-  if (p.empty() || p.size() > 5 || p.find_first_not_of("0123456789") != std::string::npos)
-    return false;
-  port = std::stoi(p);
-  if (host == "0.0.0.0" || host == "localhost" || host.empty()) host = "127.0.0.1";
+  if (!split_host_port(hostport, host, port)) return false;
+  if (host == "0.0.0.0") host = "127.0.0.1";
   if (host == "::") host = "::1";
-  return port > 0 && port < 65536;
+  return true;
 }
 
 std::string url_encode(const std::string& s) {
@@ -128,50 +85,55 @@ std::string reason(int err) {
   return r;
 }
 
-int http_get(const std::string& host, int port, const std::string& target, std::string& body,
-             std::string& error) {
-  const long deadline = now_ms() + kDeadlineMs;
-  sockaddr_storage addr{};
-  socklen_t len = 0;
-  auto* v4 = reinterpret_cast<sockaddr_in*>(&addr);
-  auto* v6 = reinterpret_cast<sockaddr_in6*>(&addr);
-  if (inet_pton(AF_INET, host.c_str(), &v4->sin_addr) == 1) {
-    v4->sin_family = AF_INET;
-    v4->sin_port = htons(static_cast<uint16_t>(port));
-    len = sizeof *v4;
-  } else if (inet_pton(AF_INET6, host.c_str(), &v6->sin6_addr) == 1) {
-    v6->sin6_family = AF_INET6;
-    v6->sin6_port = htons(static_cast<uint16_t>(port));
-    len = sizeof *v6;
-  } else {
-    error = "invalid address '" + host + "' (use an IP address)";
-    return -1;
-  }
-  const std::string where = host + ":" + std::to_string(port);
-  const int fd = socket(addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+// A connected socket to one address within the deadline, or -1 with `error` set.
+int connect_to(const addrinfo& a, const std::string& where, long deadline, std::string& error) {
+  const int fd = socket(a.ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
     error = std::string("unable to create a socket: ") + std::strerror(errno);
     return -1;
   }
+  int soerr = 0;
+  if (connect(fd, a.ai_addr, a.ai_addrlen) != 0 && errno != EINPROGRESS) {
+    soerr = errno;
+  } else if (!wait_fd(fd, POLLOUT, deadline)) {
+    error = "unable to connect to " + where + ": timed out";
+    close(fd);
+    return -1;
+  } else {
+    socklen_t soerr_len = sizeof soerr;
+    getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &soerr_len);
+  }
+  if (soerr) {
+    error = "unable to connect to " + where + ": " + reason(soerr);
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+int http_get(const std::string& host, int port, const std::string& target, std::string& body,
+             std::string& error) {
+  const long deadline = now_ms() + kDeadlineMs;
+  const std::string where =
+      (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" + std::to_string(port);
+  // A host name as the agent's listener takes it (resolved): every address is tried in turn.
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  if (const int rc = getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &found)) {
+    error = "unable to resolve " + host + ": " + gai_strerror(rc);
+    return -1;
+  }
+  int fd = -1;
+  for (const addrinfo* a = found; a && fd < 0; a = a->ai_next)
+    fd = connect_to(*a, where, deadline, error);
+  freeaddrinfo(found);
+  if (fd < 0) return -1;
   struct Closer {
     int fd;
     ~Closer() { close(fd); }
   } closer{fd};
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), len) != 0 && errno != EINPROGRESS) {
-    error = "unable to connect to " + where + ": " + reason(errno);
-    return -1;
-  }
-  if (!wait_fd(fd, POLLOUT, deadline)) {
-    error = "unable to connect to " + where + ": timed out";
-    return -1;
-  }
-  int soerr = 0;
-  socklen_t soerr_len = sizeof soerr;
-  getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &soerr_len);
-  if (soerr) {
-    error = "unable to connect to " + where + ": " + reason(soerr);
-    return -1;
-  }
   const std::string req = "GET " + target + " HTTP/1.0\r\nHost: " + where +
                           "\r\nUser-Agent: vitals-check\r\nConnection: close\r\n\r\n";
   size_t sent = 0;
@@ -216,6 +178,12 @@ int http_get(const std::string& host, int port, const std::string& target, std::
 
 }  // namespace
 
+std::string check_listen(const std::string& config_path, std::string& error) {
+  ListenResult r = load_listen(config_path);  // the agent's own code, with a static yaml-cpp
+  if (!r.listen) error = r.errors.empty() ? config_path + ": unreadable" : r.errors.front();
+  return r.listen.value_or("");
+}
+
 int run_check(int argc, char** argv) {
   std::string config, url, probe;
   bool ready = false;
@@ -256,13 +224,11 @@ int run_check(int argc, char** argv) {
     else if (rest.find("://") != std::string::npos)
       return say(kFail, "usage error: --url must be http://HOST:PORT");
     listen = rest.substr(0, rest.find('/'));
-  } else if (!config.empty()) {
-    if (!listen_from_config(config, listen, error)) return say(kFail, "usage error: " + error);
-  } else if (access(default_config_path().c_str(), R_OK) == 0) {
-    if (!listen_from_config(default_config_path(), listen, error))
-      return say(kFail, "usage error: " + error);
+  } else if (!config.empty() || access(default_config_path().c_str(), R_OK) == 0) {
+    listen = check_listen(config.empty() ? default_config_path() : config, error);
+    if (listen.empty()) return say(kFail, "usage error: " + error);
   } else {
-    listen = kDefaultListen;
+    listen = Config{}.listen;
   }
   std::string host;
   int port = 0;

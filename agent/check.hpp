@@ -1,7 +1,13 @@
-// `vitals check`: the HEALTHCHECK client. Depends on libc (and libstdc++) only, so it starts in
+// `vitals check`: the HEALTHCHECK client. Depends on libc (and libstdc++) only (yaml-cpp is linked
+// in statically), so it starts in
 // about a millisecond; exits 0 if the agent answers 200, else 1 (always 0 or 1: Docker reserves 2).
 #pragma once
 
+#include <string>
+
 namespace vitals {
 int run_check(int argc, char** argv);
-}
+// The HOST:PORT `vitals check -c FILE` connects to: the config's `listen`, read exactly as the
+// agent reads it; "" with `error` set if the file cannot be read.
+std::string check_listen(const std::string& config_path, std::string& error);
+}  // namespace vitals

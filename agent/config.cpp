@@ -250,6 +250,69 @@ void parse_probe(Walker& w, const std::string& name, const YAML::Node& key, cons
   config.probes.push_back(std::move(p));
 }
 
+// The top-level `listen`, into `out` (left as is when absent). Shared by parse_config() and
+// parse_listen(), so the agent and `vitals check` read the same address from the same file.
+void parse_listen_key(Walker& w, const YAML::Node& root, std::string& out) {
+  if (!root["listen"]) return;
+  if (auto v = w.scalar(root["listen"], "listen")) {
+    std::string host;
+    int port = 0;
+    if (split_host_port(*v, host, port))
+      out = *v;
+    else
+      w.error(root["listen"], "listen", "expected HOST:PORT (port 1-65535), got '" + *v + "'");
+  }
+}
+
+// YAML text to a tree; false with one error line if it is not YAML, empty, or not a map.
+bool load_root(std::string_view text, const std::string& file, YAML::Node& root,
+               std::vector<std::string>& errors) {
+  try {
+    root = YAML::Load(std::string(text));
+  } catch (const YAML::DeepRecursion& e) {
+    errors.push_back(file + ":" + std::to_string(e.mark.line + 1) +
+                     ": invalid YAML: nested too deeply (more than " + std::to_string(e.depth()) +
+                     " levels)");
+    return false;
+  } catch (const YAML::Exception& e) {
+    std::string where = file;
+    if (e.mark.line >= 0) where += ":" + std::to_string(e.mark.line + 1);
+    errors.push_back(where + ": invalid YAML: " + e.msg);
+    return false;
+  }
+  if (root.IsNull() || !root.IsDefined()) {
+    errors.push_back(file + ": is empty; expected a map with at least 'probes'");
+    return false;
+  }
+  if (!root.IsMap()) {
+    Walker(file, errors).error(root, "", "expected a map at the top level");
+    return false;
+  }
+  return true;
+}
+
+// A config file's text, at most 1 MiB; false with one error line. Read in small pieces: no
+// 1 MiB buffer to fault in for a file of a few hundred bytes (`vitals check` reads it each time).
+bool read_text(const std::string& file, std::string& text, std::vector<std::string>& errors) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) {
+    errors.push_back(file + ": unable to read: " + std::strerror(errno));
+    return false;
+  }
+  char buf[16 * 1024];
+  while (text.size() <= kMaxConfigBytes && (in.read(buf, sizeof buf) || in.gcount() > 0))
+    text.append(buf, static_cast<size_t>(in.gcount()));
+  if (in.bad()) {
+    errors.push_back(file + ": unable to read: " + std::strerror(errno));
+    return false;
+  }
+  if (text.size() > kMaxConfigBytes) {
+    errors.push_back(file + ": is larger than 1 MiB");
+    return false;
+  }
+  return true;
+}
+
 bool is_loopback(const std::string& host) {
   return host == "127.0.0.1" || host == "::1" || host == "localhost" || host.rfind("127.", 0) == 0;
 }
@@ -316,43 +379,14 @@ ConfigResult parse_config(std::string_view text, const std::string& file) {
   ConfigResult result;
   Walker w(file, result.errors);
   YAML::Node loaded;
-  try {
-    loaded = YAML::Load(std::string(text));
-  } catch (const YAML::DeepRecursion& e) {
-    result.errors.push_back(file + ":" + std::to_string(e.mark.line + 1) +
-                            ": invalid YAML: nested too deeply (more than " +
-                            std::to_string(e.depth()) + " levels)");
-    return result;
-  } catch (const YAML::Exception& e) {
-    std::string where = file;
-    if (e.mark.line >= 0) where += ":" + std::to_string(e.mark.line + 1);
-    result.errors.push_back(where + ": invalid YAML: " + e.msg);
-    return result;
-  }
+  if (!load_root(text, file, loaded, result.errors)) return result;
   const YAML::Node& root = loaded;  // const: operator[] must never insert
-  if (root.IsNull() || !root.IsDefined()) {
-    result.errors.push_back(file + ": is empty; expected a map with at least 'probes'");
-    return result;
-  }
-  if (!root.IsMap()) {
-    w.error(root, "", "expected a map at the top level");
-    return result;
-  }
   static const std::vector<std::string> kKeys = {
       "listen", "plugin_dir", "log_level", "start_period", "expose_details", "readiness", "probes"};
   w.check_keys(root, "", kKeys);
   Config c;
   c.file = file;
-  if (root["listen"]) {
-    if (auto v = w.scalar(root["listen"], "listen")) {
-      std::string host;
-      int port = 0;
-      if (split_host_port(*v, host, port))
-        c.listen = *v;
-      else
-        w.error(root["listen"], "listen", "expected HOST:PORT (port 1-65535), got '" + *v + "'");
-    }
-  }
+  parse_listen_key(w, root, c.listen);
   if (root["plugin_dir"]) {
     if (auto v = w.scalar(root["plugin_dir"], "plugin_dir")) {
       std::filesystem::path dir(*v);
@@ -405,17 +439,29 @@ ConfigResult parse_config(std::string_view text, const std::string& file) {
 }
 
 ConfigResult load_config(const std::string& file) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in) {
-    return {std::nullopt, {file + ": unable to read: " + std::strerror(errno)}};
-  }
+  ConfigResult result;
   std::string text;
-  text.resize(kMaxConfigBytes + 1);
-  in.read(text.data(), static_cast<std::streamsize>(text.size()));
-  if (in.bad()) return {std::nullopt, {file + ": unable to read: " + std::strerror(errno)}};
-  text.resize(static_cast<size_t>(in.gcount()));
-  if (text.size() > kMaxConfigBytes) return {std::nullopt, {file + ": is larger than 1 MiB"}};
+  if (!read_text(file, text, result.errors)) return result;
   return parse_config(text, file);
+}
+
+ListenResult parse_listen(std::string_view text, const std::string& file) {
+  ListenResult result;
+  YAML::Node loaded;
+  if (!load_root(text, file, loaded, result.errors)) return result;
+  const YAML::Node& root = loaded;
+  Walker w(file, result.errors);
+  std::string listen = Config{}.listen;
+  parse_listen_key(w, root, listen);
+  if (result.errors.empty()) result.listen = listen;
+  return result;
+}
+
+ListenResult load_listen(const std::string& file) {
+  ListenResult result;
+  std::string text;
+  if (!read_text(file, text, result.errors)) return result;
+  return parse_listen(text, file);
 }
 
 }  // namespace vitals

@@ -69,6 +69,16 @@ ConfigResult parse_config(std::string_view text, const std::string& file);
 // Reads and parses a file (size and readability are checked here).
 ConfigResult load_config(const std::string& file);
 
+// The `listen` address of a config, read by the code parse_config() reads it with, ignoring the
+// rest of the file: what `vitals check -c FILE` connects to (the default if the key is absent).
+// Wherever parse_config() accepts a config, the address is the same.
+struct ListenResult {
+  std::optional<std::string> listen;
+  std::vector<std::string> errors;  // one line each
+};
+ListenResult parse_listen(std::string_view text, const std::string& file);
+ListenResult load_listen(const std::string& file);
+
 // Splits "host:port" / "[v6]:port". Returns false if it is not of that form.
 bool split_host_port(const std::string& listen, std::string& host, int& port);
 

@@ -206,10 +206,9 @@ std::string render_metrics(const Snapshot& s, const AgentFacts& facts) {
   e.family("vitals_plugin_load_failures_total", "counter",
            "Plugin files the loader refused, by reason.");
   const auto counts = plugin_refusal_counts();
-  for (const char* reason : {"unsafe_path", "dlopen", "no_entry", "refused", "abi_major",
-                             "abi_newer", "missing_callback", "duplicate_name"}) {
+  for (const std::string& reason : refusal_reasons()) {
     const auto it = counts.find(reason);
-    e.sample("vitals_plugin_load_failures_total", "", std::string("reason=\"") + reason + "\"",
+    e.sample("vitals_plugin_load_failures_total", "", "reason=\"" + reason + "\"",
              it == counts.end() ? 0 : static_cast<double>(it->second));
   }
   e.family("process_start_time_seconds", "gauge",

@@ -1,5 +1,6 @@
 #include "options.hpp"
 
+#include <algorithm>
 #include <optional>
 #include <set>
 
@@ -7,27 +8,29 @@ namespace vitals {
 
 namespace {
 
-// Normalises one scalar to the text the plugin receives; nullopt with `why` if it does not fit.
+// Normalises one scalar to the text the plugin receives; nullopt with `why` if it does not fit
+// (quoting the value unless it is secret).
 std::optional<std::string> normalise(vitals_option_type type, const std::string& text,
-                                     std::string& why) {
+                                     std::string& why, bool secret = false) {
+  const std::string got = secret ? "(a secret value, not shown)" : "'" + text + "'";
   switch (type) {
     case VITALS_OPT_INT: {
       char* end = nullptr;
       errno = 0;
       const long long v = std::strtoll(text.c_str(), &end, 10);
       if (text.empty() || *end || errno) {
-        why = "expected an integer, got '" + text + "'";
+        why = "expected an integer, got " + got;
         return std::nullopt;
       }
       return std::to_string(v);
     }
     case VITALS_OPT_BOOL:
       if (text == "true" || text == "false") return text;
-      why = "expected true or false, got '" + text + "'";
+      why = "expected true or false, got " + got;
       return std::nullopt;
     case VITALS_OPT_DURATION:
       if (auto d = parse_duration(text)) return std::to_string(d->count());
-      why = "invalid duration '" + text + "'; use e.g. 250ms, 2s, 1m";
+      why = "invalid duration " + got + "; use e.g. 250ms, 2s, 1m";
       return std::nullopt;
     default:
       return text;
@@ -127,7 +130,7 @@ bool bind_options(const ProbeConfig& probe, const vitals_plugin& plugin, const s
         continue;
       }
       std::string why;
-      if (auto n = normalise(opt.type, v.scalar, why)) {
+      if (auto n = normalise(opt.type, v.scalar, why, opt.secret)) {
         out.add(opt.name, *n);
         if (opt.secret) out.add_secret(v.scalar);
       } else {
@@ -138,14 +141,43 @@ bool bind_options(const ProbeConfig& probe, const vitals_plugin& plugin, const s
   return errors.size() == errors_before;
 }
 
+namespace {
+
+const std::string kMark = "[redacted]";
+
 std::string scrub(std::string text, const std::vector<std::string>& secrets) {
   for (const auto& s : secrets) {
-    static const std::string kMark = "[redacted]";
+    if (s.empty()) continue;
     for (size_t pos = text.find(s); pos != std::string::npos;
          pos = text.find(s, pos + kMark.size()))
       text.replace(pos, s.size(), kMark);
   }
   return text;
+}
+
+}  // namespace
+
+void Secrets::add(const std::string& value) {
+  auto keep = [&](const std::string& v) {
+    auto& list = v.size() >= 3 ? scrubbed_ : too_short_;
+    if (!v.empty() && std::find(list.begin(), list.end(), v) == list.end()) list.push_back(v);
+  };
+  keep(value);
+  if (auto space = value.rfind(' '); space != std::string::npos) keep(value.substr(space + 1));
+}
+
+std::string safe_text(std::string_view text, const Secrets& secrets) {
+  // Scrubbed before and after one_line: a secret holding a newline or a stray byte is found as
+  // written, and a secret the plugin split with a newline ("hunter\n2") once joined again.
+  std::vector<std::string> shown;
+  for (const auto& s : secrets.scrubbed()) shown.push_back(one_line(s));
+  std::string out = scrub(one_line(scrub(std::string(text), secrets.scrubbed())), shown);
+  if (secrets.too_short().empty()) return out;
+  std::string rest = out;  // what is left around the [redacted] marks
+  for (size_t pos; (pos = rest.find(kMark)) != std::string::npos;) rest.erase(pos, kMark.size());
+  for (const auto& s : secrets.too_short())
+    if (rest.find(one_line(s)) != std::string::npos) return kWithheld;
+  return out;
 }
 
 }  // namespace vitals

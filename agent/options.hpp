@@ -11,6 +11,21 @@
 
 namespace vitals {
 
+// The values of a probe's options flagged secret, as safe_text() hides them. A value of 3
+// characters or more is replaced by "[redacted]" wherever it appears; a shorter one cannot be
+// scrubbed without mangling the text around it, so a text that holds one is withheld whole.
+class Secrets {
+ public:
+  // Registers a secret value; for "Scheme credential" values (Authorization headers) the
+  // credential alone too. Empty values hide nothing.
+  void add(const std::string& value);
+  const std::vector<std::string>& scrubbed() const { return scrubbed_; }
+  const std::vector<std::string>& too_short() const { return too_short_; }
+
+ private:
+  std::vector<std::string> scrubbed_, too_short_;
+};
+
 class BoundOptions {
  public:
   struct Entry {
@@ -23,19 +38,13 @@ class BoundOptions {
   }
   // C view for create(); valid while this object lives and is not modified.
   std::vector<vitals_option_value> c_values() const;
-  // Values of options the plugin flagged secret (to scrub from anything shown).
-  const std::vector<std::string>& secrets() const { return secrets_; }
-  // Registers a secret value; for "Scheme credential" values (Authorization headers) the
-  // credential alone too.
-  void add_secret(const std::string& v) {
-    if (v.size() >= 3) secrets_.push_back(v);
-    if (auto space = v.rfind(' '); space != std::string::npos && v.size() - space > 4)
-      secrets_.push_back(v.substr(space + 1));
-  }
+  // Values of options the plugin flagged secret (hidden from anything shown).
+  const Secrets& secrets() const { return secrets_; }
+  void add_secret(const std::string& v) { secrets_.add(v); }
 
  private:
   std::vector<Entry> entries_;
-  std::vector<std::string> secrets_;
+  Secrets secrets_;
 };
 
 // Returns false and appends one-line errors ("FILE:LINE: probes.db.options.x: ...") on failure.
@@ -44,7 +53,11 @@ bool bind_options(const ProbeConfig& probe, const vitals_plugin& plugin, const s
 
 const char* option_type_name(vitals_option_type t);
 
-// Replaces every occurrence of each secret in text with "[redacted]".
-std::string scrub(std::string text, const std::vector<std::string>& secrets);
+// The one function that makes text from a plugin (message, stage, log line, create error) safe
+// to show anywhere: one line of valid UTF-8 (one_line) with every secret replaced by
+// "[redacted]", or kWithheld if it holds a secret too short to scrub. Its result passed through
+// it again stays safe.
+std::string safe_text(std::string_view text, const Secrets& secrets);
+inline constexpr const char* kWithheld = "[withheld: holds a secret shorter than 3 characters]";
 
 }  // namespace vitals

@@ -5,8 +5,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <string_view>
 
 #include "paths.hpp"
 
@@ -21,20 +23,80 @@ std::map<std::string, long> g_counts;
 std::mutex g_handles_mutex;
 std::map<std::string, void*> g_handles;
 
-std::optional<std::string> unsafe_reason(const std::string& path) {
-  namespace fs = std::filesystem;
-  const uid_t me = geteuid();
-  for (const std::string& p : {path, fs::path(path).parent_path().string()}) {
-    struct stat st {};
-    if (stat(p.c_str(), &st) != 0) return "unable to stat " + p + ": " + std::strerror(errno);
-    if (st.st_mode & (S_IWGRP | S_IWOTH)) return p + " is group- or world-writable";
-    if (st.st_uid != 0 && st.st_uid != me)
-      return p + " is owned by uid " + std::to_string(st.st_uid) + ", neither root nor the agent";
-  }
+// One file or folder: neither group- nor world-writable (a folder may be if it has the sticky
+// bit, as /tmp: nobody else can rename or replace what is in it), owned by root or the agent.
+std::optional<std::string> unsafe_entry(const std::filesystem::path& p, bool sticky_ok) {
+  struct stat st {};
+  if (stat(p.c_str(), &st) != 0)
+    return "unable to stat " + p.string() + ": " + std::strerror(errno);
+  const bool sticky = S_ISDIR(st.st_mode) && (st.st_mode & S_ISVTX);
+  if ((st.st_mode & (S_IWGRP | S_IWOTH)) && !(sticky_ok && sticky))
+    return p.string() + " is group- or world-writable";
+  if (st.st_uid != 0 && st.st_uid != geteuid())
+    return p.string() + " is owned by uid " + std::to_string(st.st_uid) +
+           ", neither root nor the agent";
   return std::nullopt;
 }
 
+// A folder and every folder above it, up to "/"; only those above may be sticky and writable.
+std::optional<std::string> unsafe_folders(const std::filesystem::path& dir) {
+  for (std::filesystem::path p = dir;; p = p.parent_path()) {
+    if (auto why = unsafe_entry(p, p != dir)) return why;
+    if (p == p.parent_path()) return std::nullopt;
+  }
+}
+
+// Why loading the plugin listed as `path` would be unsafe. What is checked is what dlopen() will
+// open: `real`, the file with every symlink resolved, and every folder above it; the folder that
+// lists the file (and the folders above it) too, since it decides which files are loaded.
+std::optional<std::string> unsafe_reason(const std::string& path, std::string& real) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::path resolved = fs::canonical(path, ec);
+  if (ec) return "unable to resolve " + path + ": " + ec.message();
+  const fs::path listing = fs::canonical(fs::path(path).parent_path(), ec);
+  if (ec) return "unable to resolve the folder of " + path + ": " + ec.message();
+  real = resolved.string();
+  auto why = unsafe_folders(listing);
+  if (!why) why = unsafe_entry(resolved, false);
+  if (!why) why = unsafe_folders(resolved.parent_path());
+  if (why && resolved != fs::absolute(path).lexically_normal())
+    *why += " (" + path + " is " + real + ")";
+  return why;
+}
+
+// [a-z0-9-]+, the rule of probe.h: plugin names appear in configs, metric names and labels.
+bool valid_plugin_name(std::string_view name) {
+  return !name.empty() &&
+         name.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-") == std::string_view::npos;
+}
+
+// A name that broke the rule, shown safely: printable ASCII as is, other bytes as \xNN, at most
+// 64 bytes (the plugin's text may be anything).
+std::string quoted(std::string_view name) {
+  std::string out = "'";
+  for (size_t i = 0; i < name.size() && i < 64; ++i) {
+    const unsigned char c = static_cast<unsigned char>(name[i]);
+    if (c >= 0x20 && c < 0x7f && c != '\\' && c != '\'') {
+      out += static_cast<char>(c);
+    } else {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", c);
+      out += buf;
+    }
+  }
+  return out + (name.size() > 64 ? "'..." : "'");
+}
+
 }  // namespace
+
+const std::vector<std::string>& refusal_reasons() {
+  static const std::vector<std::string> kReasons = {
+      "unsafe_path",  "dlopen",          "no_entry",         "refused",
+      "abi_major",    "abi_newer",       "missing_callback", "missing_name",
+      "invalid_name", "missing_options", "duplicate_name"};
+  return kReasons;
+}
 
 std::map<std::string, long> plugin_refusal_counts() {
   std::lock_guard lock(g_counts_mutex);
@@ -67,19 +129,18 @@ std::optional<Refusal> PluginHost::load(const std::string& path) {
   auto refuse = [&](const char* reason, const std::string& message) {
     return Refusal{path, stem, reason, message};
   };
-  if (auto why = unsafe_reason(path)) return refuse("unsafe_path", "unsafe path: " + *why);
+  std::string real;
+  if (auto why = unsafe_reason(path, real)) return refuse("unsafe_path", "unsafe path: " + *why);
 
   void* handle = nullptr;
   {
     std::lock_guard lock(g_handles_mutex);
-    std::error_code ec;
-    const std::string key = std::filesystem::canonical(path, ec).string();
-    if (auto it = g_handles.find(key); it != g_handles.end()) {
+    if (auto it = g_handles.find(real); it != g_handles.end()) {
       handle = it->second;
     } else {
-      handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+      handle = dlopen(real.c_str(), RTLD_NOW | RTLD_LOCAL);  // the file checked, not a symlink
       if (!handle) return refuse("dlopen", std::string("unable to load: ") + dlerror());
-      g_handles[key] = handle;
+      g_handles[real] = handle;
     }
   }
   auto entry = reinterpret_cast<vitals_probe_entry_fn>(dlsym(handle, VITALS_ENTRY_SYMBOL));
@@ -101,12 +162,17 @@ std::optional<Refusal> PluginHost::load(const std::string& path) {
   plugin->path = path;
   std::memcpy(&plugin->desc, d, std::min<size_t>(d->struct_size, sizeof(vitals_plugin)));
   const vitals_plugin& p = plugin->desc;
-  for (auto [missing, what] :
-       {std::pair{!p.name || !*p.name, "name"}, std::pair{!p.create, "create"},
-        std::pair{!p.run, "run"}, std::pair{!p.destroy, "destroy"},
-        std::pair{p.option_count && !p.options, "options"}}) {
+  for (auto [missing, what] : {std::pair{!p.create, "create"}, std::pair{!p.run, "run"},
+                               std::pair{!p.destroy, "destroy"}}) {
     if (missing) return refuse("missing_callback", std::string("missing ") + what);
   }
+  if (!p.name) return refuse("missing_name", "the descriptor has no name (NULL)");
+  if (!valid_plugin_name(p.name))
+    return refuse("invalid_name",
+                  "invalid plugin name " + quoted(p.name) + "; names are [a-z0-9-]+");
+  if (p.option_count && !p.options)
+    return refuse("missing_options", "the descriptor declares " + std::to_string(p.option_count) +
+                                         " options but its option table is NULL");
   if (find(p.name))
     return refuse("duplicate_name", std::string("duplicate plugin name '") + p.name +
                                         "', already loaded from " + find(p.name)->path);

@@ -21,8 +21,7 @@ struct Plugin {
 struct Refusal {
   std::string path;
   std::string name;    // file stem: the plugin name a probe would use
-  std::string reason;  // fixed enum: unsafe_path, dlopen, no_entry, refused, abi_major, abi_newer,
-                       // missing_callback, duplicate_name
+  std::string reason;  // one of refusal_reasons()
   std::string message;
 };
 
@@ -45,6 +44,11 @@ class PluginHost {
   std::vector<std::shared_ptr<Plugin>> plugins_;
   std::vector<Refusal> refusals_;
 };
+
+// Every refusal reason, in the order of the ladder: unsafe_path, dlopen, no_entry, refused,
+// abi_major, abi_newer, missing_callback, missing_name, invalid_name, missing_options,
+// duplicate_name.
+const std::vector<std::string>& refusal_reasons();
 
 // Cumulative refusal counts by reason, over the life of the process (for /metrics).
 std::map<std::string, long> plugin_refusal_counts();

@@ -83,7 +83,7 @@ void Probe::plugin_log(int level, const std::string& message) {
                    : level == VITALS_LOG_WARN ? spdlog::level::warn
                    : level == VITALS_LOG_INFO ? spdlog::level::info
                                               : spdlog::level::debug;
-  log_->log(lvl, "{}", scrub(message, options_.secrets()));
+  log_->log(lvl, "{}", safe_text(message, options_.secrets()));
 }
 
 bool Probe::create(std::string& error) {
@@ -92,7 +92,7 @@ bool Probe::create(std::string& error) {
   if (plugin_->desc.create(&host_, values.data(), static_cast<uint32_t>(values.size()), &instance_,
                            err, sizeof err) != 0) {
     instance_ = nullptr;
-    error = scrub(err[0] ? err : "create failed", options_.secrets());
+    error = safe_text(err[0] ? err : "create failed", options_.secrets());
     return false;
   }
   return true;
@@ -119,8 +119,8 @@ RunResult Probe::run_once() {
                                          : Status::Fail;
   raw.stage[sizeof raw.stage - 1] = '\0';
   raw.message[sizeof raw.message - 1] = '\0';
-  r.stage = raw.stage;
-  r.message = scrub(raw.message, options_.secrets());
+  r.stage = safe_text(raw.stage, options_.secrets());
+  r.message = safe_text(raw.message, options_.secrets());
   for (uint32_t i = 0; i < std::min<uint32_t>(raw.number_count, VITALS_NUMBERS_MAX); ++i) {
     vitals_number& n = raw.numbers[i];
     n.name[sizeof n.name - 1] = '\0';

@@ -10,7 +10,8 @@
 namespace vitals {
 
 // Expands ${VAR} and ${VAR:-default} in `in`; "$$" stands for a literal "$".
-// Returns the expanded text, or nullopt with `error` naming the problem.
+// Returns the expanded text, or nullopt with `error` naming the problem. The error never quotes
+// the text (it may be a password): it names the variable, or the character where the problem is.
 inline std::optional<std::string> expand_env(std::string_view in, std::string& error) {
   std::string out;
   out.reserve(in.size());
@@ -30,7 +31,8 @@ inline std::optional<std::string> expand_env(std::string_view in, std::string& e
     }
     const size_t close = in.find('}', i + 2);
     if (close == std::string_view::npos) {
-      error = "unterminated ${ in '" + std::string(in) + "'";
+      error =
+          "unterminated ${ at character " + std::to_string(i + 1) + "; write $$ for a literal $";
       return std::nullopt;
     }
     std::string_view body = in.substr(i + 2, close - i - 2);
@@ -44,7 +46,8 @@ inline std::optional<std::string> expand_env(std::string_view in, std::string& e
                              "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
                              "0123456789_") == std::string_view::npos;
     if (!valid_name) {
-      error = "invalid variable name '" + std::string(body) + "'";
+      error = "invalid variable name in the ${...} at character " + std::to_string(i + 1) +
+              " (letters, digits and _ only); write $$ for a literal $";
       return std::nullopt;
     }
     const char* value = std::getenv(std::string(body).c_str());

@@ -95,6 +95,30 @@ size_t utf8_sequence(std::string_view v, size_t i) {
   return n;
 }
 
+std::string one_line(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size();) {
+    const size_t n = utf8_sequence(s, i);
+    if (n == 0) {
+      out += "\xEF\xBF\xBD";  // U+FFFD for a byte that is not UTF-8
+      ++i;
+      continue;
+    }
+    const std::string_view c = s.substr(i, n);
+    const auto lead = static_cast<unsigned char>(c[0]);
+    const bool breaks = (n == 1 && (lead < 0x20 || lead == 0x7F)) ||
+                        (n == 2 && lead == 0xC2 && static_cast<unsigned char>(c[1]) < 0xA0) ||
+                        c == "\u2028" || c == "\u2029";
+    if (breaks)
+      out += ' ';
+    else
+      out += c;
+    i += n;
+  }
+  return out;
+}
+
 void append_json_string(std::string& out, std::string_view s) {
   out += '"';
   for (size_t i = 0; i < s.size(); ++i) {

@@ -21,6 +21,11 @@ std::string rfc3339(std::chrono::system_clock::time_point t);
 // Length of the valid UTF-8 sequence starting at v[i], or 0 if the byte there does not start one.
 size_t utf8_sequence(std::string_view v, size_t i);
 
+// `s` as one line of valid UTF-8, for anything a plugin says (message, stage, log line): bytes that
+// are not UTF-8 become U+FFFD; control characters (C0, DEL, C1) and the Unicode line and paragraph
+// separators become spaces. one_line(one_line(s)) == one_line(s).
+std::string one_line(std::string_view s);
+
 // Appends `s` as a JSON string literal (with quotes) to out; bytes that are not UTF-8 become
 // U+FFFD.
 void append_json_string(std::string& out, std::string_view s);

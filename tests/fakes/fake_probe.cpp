@@ -24,12 +24,32 @@ const vitals_option kOptions[] = {
      0, 0},
     {"token", VITALS_OPT_STRING, "", "A secret echoed into the message, to test scrubbing", 0, 1},
     {"sleep", VITALS_OPT_DURATION, "0ms", "How long each run takes", 0, 0},
+    {"message", VITALS_OPT_STRING, "",
+     "Returned (and logged) instead of the result word; \\xNN escapes become raw bytes", 0, 0},
 };
+
+// "\xff\x0a" -> the bytes 0xff 0x0a: lets a test hand the host any bytes through YAML.
+std::string unescape(const std::string& in) {
+  std::string out;
+  for (size_t i = 0; i < in.size(); ++i) {
+    if (in.compare(i, 2, "\\x") == 0 && i + 4 <= in.size()) {
+      out += static_cast<char>(std::stoi(in.substr(i + 2, 2), nullptr, 16));
+      i += 3;
+    } else {
+      out += in[i];
+    }
+  }
+  return out;
+}
 
 class FakeProbe {
  public:
   FakeProbe(const vitals::Options& o, const vitals::Host& host)
-      : result_(o.str("result")), token_(o.str("token")), sleep_(o.duration("sleep")) {
+      : result_(o.str("result")),
+        token_(o.str("token")),
+        message_(unescape(o.str("message"))),
+        sleep_(o.duration("sleep")),
+        host_(host) {
     host.info("created");
   }
   void run(const vitals::Deadline&, vitals::Result& r) {
@@ -49,7 +69,9 @@ class FakeProbe {
     }
     r.stage("fake");
     r.number("runs", VITALS_UNIT_COUNT, static_cast<double>(++runs_), "Runs so far.");
-    const std::string message = want + (token_.empty() ? "" : " token=" + token_);
+    const std::string message =
+        (message_.empty() ? want : message_) + (token_.empty() ? "" : " token=" + token_);
+    if (!message_.empty()) host_.warn(message);
     if (want == "pass")
       r.pass(message);
     else if (want == "warn")
@@ -59,8 +81,9 @@ class FakeProbe {
   }
 
  private:
-  std::string result_, token_;
+  std::string result_, token_, message_;
   std::chrono::milliseconds sleep_;
+  vitals::Host host_;
   long runs_ = 0;
 };
 
@@ -86,6 +109,19 @@ extern "C" VITALS_EXPORT const vitals_plugin* vitals_probe_entry(uint32_t host_m
     d.abi_minor = FAKE_ABI_MINOR;
 #ifdef FAKE_MISSING_RUN
     d.run = nullptr;
+#endif
+#ifdef FAKE_BAD_NAME
+    d.name = "My Plug\"in";
+#endif
+#ifdef FAKE_NULL_NAME
+    d.name = nullptr;
+#endif
+#ifdef FAKE_NULL_OPTIONS
+    d.options = nullptr;  // option_count stays
+#endif
+#ifdef FAKE_NO_OPTIONS
+    d.options = nullptr;  // valid: no options at all
+    d.option_count = 0;
 #endif
 #ifdef FAKE_BIGGER_STRUCT
     d.struct_size = sizeof(BiggerDescriptor);

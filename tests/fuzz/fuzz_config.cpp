@@ -4,7 +4,9 @@
 //  - a config is returned exactly when there are no errors, and every error names the file;
 //  - parse_duration never yields a negative or over-a-year duration, and what it accepts
 //    survives format_duration -> parse_duration unchanged;
-//  - every accepted probe has 0 < timeout < interval and 0 < start_interval.
+//  - every accepted probe has 0 < timeout < interval and 0 < start_interval;
+//  - parse_listen (what `vitals check` reads) gives the listen address of every accepted config;
+//  - an expand_env error never quotes the text it was given (it may hold a password).
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -49,6 +51,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       require(p.timeout.count() > 0 && p.timeout < p.interval, "0 < timeout < interval");
       require(!p.name.empty() && p.name.find('/') == std::string::npos, "probe name");
     }
+    const vitals::ListenResult l = vitals::parse_listen(text, file);
+    require(l.listen == r.config->listen, "`vitals check` reads the agent's listen address");
   }
 
   if (size <= 64) {
@@ -62,6 +66,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (auto expanded = vitals::expand_env(text, why))
     require(why.empty(), "no error on success");
   else
-    require(!why.empty(), "an error names the problem");
+    require(!why.empty() && (size < 8 || why.find(text) == std::string::npos),
+            "an error names the problem without quoting the text (it may be a secret)");
   return 0;
 }

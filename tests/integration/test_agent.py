@@ -5,6 +5,7 @@ the fake plugins (tests/fakes) where a plugin must misbehave."""
 import glob
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -206,6 +207,24 @@ class Check(VitalsTestCase):
         self.assertRegex(out, r"^unhealthy ready=false 0/1 dep:connect: unable to connect to 127\.0\.0\.1:\d+: connection refused\n$")
         self.assertEqual(self.check("--url", url, "--probe", "nope"), (1, "no such probe: nope\n"))
 
+    def test_reads_every_listen_form_the_agent_accepts(self):
+        # A host name (this machine's own, else localhost), a tab before a comment, flow style,
+        # a quoted key with a tag: check connects where the agent listens.
+        name = socket.gethostname()
+        try:
+            loopback = socket.gethostbyname(name).startswith("127.")
+        except OSError:
+            loopback = False
+        host = name if loopback else "localhost"
+        for text in (f"listen: {host}:@PORT@\t# comment\nprobes: {{}}\n",
+                     "{listen: '127.0.0.1:@PORT@', probes: {}}\n",
+                     "---\nprobes: {}\n\"listen\": !!str 127.0.0.1:@PORT@\n"):
+            with self.subTest(config=text):
+                agent = self.start_agent(text)
+                cfg = agent.log_path.replace(".stderr", "")
+                self.assertEqual(self.check("-c", cfg), (0, "healthy ready=true 0/0\n"))
+                agent.stop()
+
     def test_absent_agent_and_usage_errors_exit_1(self):
         code, out = self.check("--url", f"http://127.0.0.1:{free_port()}")
         self.assertEqual(code, 1)
@@ -277,6 +296,20 @@ probes:
                 self.assertEqual(p.returncode, 100, f"{cmd} {f}: {p.stderr}")
                 first = p.stderr.strip().split("\n")[0]
                 self.assertIn(os.path.basename(f), first)
+
+    def test_config_errors_never_print_a_secret(self):
+        cfg = self.tmp.file("secret.yaml", """
+probes:
+  db:
+    plugin: postgres
+    options: {dsn: "postgresql://app:Tr0ub4dor${x@db/app"}
+""")
+        for cmd in ("validate", "run", "once"):
+            p = run_vitals(cmd, "-c", cfg, *(("--probe", "db") if cmd == "once" else ()), timeout=20)
+            self.assertEqual(p.returncode, 100, p.stderr)
+            self.assertNotIn("Tr0ub4dor", p.stdout + p.stderr)
+            self.assertIn(f"{cfg}:5: probes.db.options.dsn: unterminated ${{ at character 27; write $$ for a "
+                          "literal $", p.stderr)
 
     def test_describe_and_plugins(self):
         p = run_vitals("describe", "tcp")
@@ -465,6 +498,50 @@ probes:
         outputs.append(agent.log())
         for out in outputs:
             self.assertNotIn(secret, out)
+
+    def test_a_short_secret_withholds_the_text_that_holds_it(self):
+        agent = self.start_agent(f"""
+listen: 127.0.0.1:@PORT@
+plugin_dir: {FAKES}
+log_level: debug
+probes:
+  a: {{plugin: fake-ok, interval: 100ms, options: {{result: fail, token: "q7"}}}}
+""")
+        withheld = "[withheld: holds a secret shorter than 3 characters]"
+        p = agent.wait_probe("a", "fail")
+        self.assertEqual((p["stage"], p["message"]), ("fake", withheld))
+        cfg = agent.log_path.replace(".stderr", "")
+        code, doc, _ = once(cfg, "a")
+        self.assertEqual((code, doc["message"]), (1, withheld))
+        text = run_vitals("once", "-c", cfg, "--probe", "a").stdout
+        self.assertRegex(text, r"^a fail fake \d+ms: " + re.escape(withheld) + "\n$")
+        agent.stop()
+        self.assertIn(withheld, agent.log())
+        self.assertNotIn("token=q7", agent.log())
+
+    def test_plugin_text_becomes_one_line_of_utf8(self):
+        # The fake plugin returns and logs these bytes: ff fe, a newline, then a forged log line.
+        forged = " [error] [vitals] forged line"
+        agent = self.start_agent(f"""
+listen: 127.0.0.1:@PORT@
+plugin_dir: {FAKES}
+probes:
+  a: {{plugin: fake-ok, interval: 100ms, options: {{result: fail, message: '\\xff\\xfe\\x0a{forged}'}}}}
+""")
+        want = "\ufffd\ufffd " + forged
+        self.assertEqual(agent.wait_probe("a", "fail")["message"], want)
+        cfg = agent.log_path.replace(".stderr", "")
+        p = subprocess.run([os.environ["VITALS_BIN"], "once", "-c", cfg, "--probe", "a"], capture_output=True,
+                           timeout=30)
+        self.assertEqual(p.returncode, 1)
+        self.assertRegex(p.stdout.decode("utf-8"), r"^a fail fake \d+ms: " + re.escape(want) + "\n$")
+        agent.stop()
+        with open(agent.log_path, "rb") as f:
+            log = f.read()
+        for out in (p.stderr, log):
+            text = out.decode("utf-8")  # strict: raises on a byte that is not UTF-8
+            self.assertIn(want, text)
+            self.assertFalse([line for line in text.split("\n") if line.startswith(forged)], text)
 
     def test_details_hidden_when_not_exposed(self):
         agent = self.start_agent(f"""

@@ -2,7 +2,9 @@
 
 #include <catch2/catch.hpp>
 #include <cstdlib>
+#include <filesystem>
 
+#include "check.hpp"
 #include "config.hpp"
 #include "text.hpp"
 
@@ -68,7 +70,8 @@ TEST_CASE("each invalid config is rejected with one line naming file, line and k
        "invalid-unset-variable.yaml:1: listen: environment variable VITALS_TEST_SURELY_UNSET is "
        "not set"},
       {"invalid-unterminated-variable.yaml",
-       "invalid-unterminated-variable.yaml:1: listen: unterminated ${ in '${VITALS_TEST'"},
+       "invalid-unterminated-variable.yaml:1: listen: unterminated ${ at character 1; write $$ "
+       "for a literal $"},
       {"invalid-notify-fd.yaml",
        "invalid-notify-fd.yaml:2: readiness.notify_fd: must be between 3 and 1048576, got 1"},
       {"invalid-probes-list.yaml",
@@ -173,7 +176,9 @@ TEST_CASE("environment expansion", "[config]") {
   CHECK_FALSE(expand_env("${VITALS_T_UNSET}", err));
   CHECK(err == "environment variable VITALS_T_UNSET is not set");
   CHECK_FALSE(expand_env("${BAD NAME}", err));
-  CHECK(err == "invalid variable name 'BAD NAME'");
+  CHECK(err ==
+        "invalid variable name in the ${...} at character 1 (letters, digits and _ only); write $$ "
+        "for a literal $");
   CHECK_FALSE(expand_env("${OPEN", err));
 
   ConfigResult r = parse_config("listen: 127.0.0.1:${VITALS_T_SET}\nprobes: {}\n", "t.yaml");
@@ -201,4 +206,81 @@ TEST_CASE("JSON strings are escaped and always valid UTF-8", "[util]") {
   std::string out;
   append_json_string(out, "a\"b\\c\nd\x01 caf\xc3\xa9 caf\xe9");
   CHECK(out == "\"a\\\"b\\\\c\\nd\\u0001 caf\xc3\xa9 caf\xef\xbf\xbd\"");
+}
+
+TEST_CASE("plugin text becomes one line of valid UTF-8", "[util]") {
+  const std::string ff = "\xEF\xBF\xBD";  // U+FFFD
+  CHECK(one_line("\xff\xfe\n second line") == ff + ff + "  second line");
+  CHECK(one_line("a\r\nb\tc\x7f\x01"
+                 "d") == "a  b c  d");
+  CHECK(one_line("caf\xc3\xa9 \xe2\x82\xac") == "caf\xc3\xa9 \xe2\x82\xac");  // valid UTF-8 stays
+  CHECK(one_line("c1\xc2\x85nel \xe2\x80\xa8ls \xe2\x80\xa9ps") == "c1 nel  ls  ps");
+  CHECK(one_line("overlong \xc0\xaf, surrogate \xed\xa0\x80, cut \xe2\x82") ==
+        "overlong " + ff + ff + ", surrogate " + ff + ff + ff + ", cut " + ff + ff);
+  for (const char* s : {"\xff\xfe\n x",
+                        "a\xc2\x85"
+                        "b",
+                        "\xe2\x80\xa8"})
+    CHECK(one_line(one_line(s)) == one_line(s));
+}
+
+TEST_CASE("a config error never quotes a value that may be a secret", "[config]") {
+  ConfigResult r = parse_config(
+      "probes:\n  db:\n    plugin: postgres\n    options:\n"
+      "      dsn: \"postgresql://app:Tr0ub4dor${x@db/app\"\n"
+      "      password: \"Tr0ub4dor${not a name}x\"\n",
+      "t.yaml");
+  REQUIRE(r.errors.size() == 2);
+  CHECK(
+      r.errors[0] ==
+      "t.yaml:5: probes.db.options.dsn: unterminated ${ at character 27; write $$ for a literal $");
+  CHECK(r.errors[1] ==
+        "t.yaml:6: probes.db.options.password: invalid variable name in the ${...} at character 10 "
+        "(letters, digits and _ only); write $$ for a literal $");
+  for (const auto& e : r.errors) CHECK(e.find("Tr0ub4dor") == std::string::npos);
+}
+
+TEST_CASE("vitals check reads the listen address of every config the agent accepts", "[config]") {
+  ::setenv("VITALS_FUZZ_PORT", "5432", 1);  // as the fuzz target sets them
+  ::setenv("VITALS_FUZZ_EMPTY", "", 1);
+  ::setenv("VITALS_FUZZ_HOST", "db.internal", 1);
+  int accepted = 0;
+  for (const char* dir : {VITALS_TEST_DATA, VITALS_TEST_CONFIG_CORPUS}) {
+    for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+      const std::string file = entry.path().string();
+      const ConfigResult agent = load_config(file);
+      if (!agent.config) continue;
+      ++accepted;
+      std::string error;
+      CAPTURE(file, error);
+      CHECK(check_listen(file, error) == agent.config->listen);
+    }
+  }
+  CHECK(accepted >= 10);
+  // The forms `check` could not read before: a host name, a tab before a comment, flow style, a
+  // quoted key with a tag, a folded scalar, the key after the probes.
+  for (auto [file, listen] : std::initializer_list<std::pair<const char*, const char*>>{
+           {"listen-hostname-tab-comment.yaml", "myhost:9851"},
+           {"listen-flow.yaml", "127.0.0.1:9852"},
+           {"listen-quoted-key-tag.yaml", "127.0.0.1:5432"},
+           {"listen-folded.yaml", "localhost:9854"},
+           {"listen-last-key.yaml", "127.0.0.1:9855"}}) {
+    std::string error;
+    CAPTURE(file);
+    CHECK(check_listen(std::string(VITALS_TEST_CONFIG_CORPUS) + "/" + file, error) == listen);
+  }
+}
+
+TEST_CASE("check_listen: errors name the file, the default applies without the key", "[config]") {
+  std::string error;
+  CHECK(check_listen(std::string(VITALS_TEST_DATA) + "/nope.yaml", error) == "");
+  CHECK_THAT(error, Catch::EndsWith("nope.yaml: unable to read: No such file or directory"));
+  CHECK(check_listen(std::string(VITALS_TEST_DATA) + "/invalid-listen-port.yaml", error) == "");
+  CHECK_THAT(
+      error,
+      Catch::EndsWith("invalid-listen-port.yaml:1: listen: expected HOST:PORT (port 1-65535), got "
+                      "'127.0.0.1:70000'"));
+  // Errors elsewhere in the file do not matter to `check`: a running agent keeps its address.
+  CHECK(check_listen(std::string(VITALS_TEST_DATA) + "/invalid-bad-tier.yaml", error) ==
+        "127.0.0.1:9851");
 }

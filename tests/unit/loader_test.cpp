@@ -4,10 +4,15 @@
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
+
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
 
 #include "agent.hpp"
 #include "http.hpp"
 #include "metrics.hpp"
+#include "options.hpp"
 #include "plugin_host.hpp"
 
 using namespace vitals;
@@ -43,6 +48,11 @@ TEST_CASE("the loader refuses each bad plugin with its own reason", "[loader]") 
       {"fake-refuses", "refused", "the plugin refused ABI major 1"},
       {"fake-missing-run", "missing_callback", "missing run"},
       {"fake-zz-dup", "duplicate_name", "duplicate plugin name 'fake-ok'"},
+      {"fake-upper", "invalid_name", "invalid plugin name 'Upper_Case'; names are [a-z0-9-]+"},
+      {"fake-bad-name", "invalid_name", "invalid plugin name 'My Plug\"in'"},
+      {"fake-null-name", "missing_name", "the descriptor has no name (NULL)"},
+      {"fake-null-options", "missing_options",
+       "the descriptor declares 4 options but its option table is NULL"},
   }));
   CAPTURE(stem);
   const Refusal* r = host.refusal_for(stem);
@@ -52,6 +62,27 @@ TEST_CASE("the loader refuses each bad plugin with its own reason", "[loader]") 
   CHECK(host.find("fake-ok"));
   CHECK(host.find("fake-throws"));
   CHECK(host.find("fake-hangs"));
+  // No option table at all is valid: NULL with option_count 0.
+  CHECK(host.find("fake-no-options"));
+  CHECK_FALSE(host.refusal_for("fake-no-options"));
+}
+
+TEST_CASE("each refusal reason is counted in /metrics", "[loader]") {
+  PluginHost host;
+  host.scan(VITALS_TEST_PLUGIN_DIR);
+  Health health;
+  HttpBackend b{[&] { return health.snapshot(); }, [] { return AgentFacts{"9.9.9"}; },
+                [] { return true; }};
+  const std::string metrics = route("GET", "/metrics", false, b).body;
+  for (const char* reason :
+       {"missing_callback", "missing_name", "invalid_name", "missing_options"}) {
+    CAPTURE(reason);
+    const std::string sample =
+        std::string("vitals_plugin_load_failures_total{reason=\"") + reason + "\"} ";
+    const size_t at = metrics.find(sample);
+    REQUIRE(at != std::string::npos);
+    CHECK(std::stol(metrics.substr(at + sample.size())) >= 1);
+  }
 }
 
 TEST_CASE("the loader refuses plugins on unsafe paths", "[loader]") {
@@ -78,6 +109,46 @@ TEST_CASE("the loader refuses plugins on unsafe paths", "[loader]") {
   CHECK(host3.find("fake-ok"));
 }
 
+TEST_CASE("the loader checks the file a symlink points to and every folder above it", "[loader]") {
+  Scratch s;
+  chmod(s.dir.c_str(), 0755);
+  const fs::path safe = s.dir / "safe", shared = s.dir / "shared", inner = shared / "inner";
+  fs::create_directories(inner);
+  fs::create_directory(safe);
+  chmod(safe.c_str(), 0755);
+  fs::copy_file(fs::path(VITALS_TEST_PLUGIN_DIR) / "fake-ok.so", shared / "fake-ok.so");
+  fs::copy_file(fs::path(VITALS_TEST_PLUGIN_DIR) / "fake-ok.so", inner / "fake-ok.so");
+  chmod(inner.c_str(), 0755);
+  fs::create_symlink(shared / "fake-ok.so", safe / "fake-ok.so");
+  auto refusal = [&] {
+    PluginHost host;
+    host.scan(safe.string());
+    const Refusal* r = host.refusal_for("fake-ok");
+    return r ? r->reason + ": " + r->message : std::string("loaded");
+  };
+
+  // safe/fake-ok.so -> shared/fake-ok.so, shared world-writable: the target's folder counts.
+  chmod(shared.c_str(), 0777);
+  CHECK(refusal() == "unsafe_path: unsafe path: " + shared.string() +
+                         " is group- or world-writable (" + (safe / "fake-ok.so").string() +
+                         " is " + (shared / "fake-ok.so").string() + ")");
+  chmod(shared.c_str(), 01777);  // sticky does not make the file's own folder safe
+  CHECK_THAT(refusal(), Catch::StartsWith("unsafe_path: unsafe path: " + shared.string() + " is"));
+
+  // safe/fake-ok.so -> shared/inner/fake-ok.so: inner is fine, the folder above it is not.
+  fs::remove(safe / "fake-ok.so");
+  fs::create_symlink(inner / "fake-ok.so", safe / "fake-ok.so");
+  chmod(shared.c_str(), 0777);
+  CHECK_THAT(refusal(), Catch::StartsWith("unsafe_path: unsafe path: " + shared.string() + " is"));
+  chmod(shared.c_str(), 01777);  // above the file's folder, a sticky folder (as /tmp) is safe
+  CHECK(refusal() == "loaded");
+  chmod(shared.c_str(), 0755);
+  CHECK(refusal() == "loaded");
+  chmod((inner / "fake-ok.so").c_str(), 0646);  // the target file itself
+  CHECK_THAT(refusal(), Catch::StartsWith("unsafe_path: unsafe path: " +
+                                          (inner / "fake-ok.so").string() + " is group-"));
+}
+
 TEST_CASE("a configured probe whose plugin is refused or missing is a config error", "[loader]") {
   Scratch s;
   std::vector<std::string> errors;
@@ -89,7 +160,8 @@ TEST_CASE("a configured probe whose plugin is refused or missing is a config err
   CHECK_FALSE(prepare(s.config("  a:\n    plugin: nope\n"), {}, errors));
   REQUIRE(errors.size() == 1);
   CHECK_THAT(errors[0], Catch::Contains("probes.a.plugin: no plugin 'nope' in "));
-  CHECK_THAT(errors[0], Catch::Contains("available: fake-hangs, fake-ok, fake-throws"));
+  CHECK_THAT(errors[0],
+             Catch::Contains("available: fake-hangs, fake-no-options, fake-ok, fake-throws"));
 }
 
 TEST_CASE("options are checked against the plugin's table", "[loader]") {
@@ -98,12 +170,39 @@ TEST_CASE("options are checked against the plugin's table", "[loader]") {
   CHECK_FALSE(prepare(s.config("  a:\n    plugin: fake-ok\n    options: {reslt: pass, sleep: 5}\n"),
                       {}, errors));
   REQUIRE(errors.size() == 2);
-  CHECK_THAT(errors[0], Catch::EndsWith("vitals.yaml:5: probes.a.options: unknown option 'reslt' "
-                                        "for plugin fake-ok; valid options: result, sleep, token"));
+  CHECK_THAT(errors[0],
+             Catch::EndsWith("vitals.yaml:5: probes.a.options: unknown option 'reslt' "
+                             "for plugin fake-ok; valid options: message, result, sleep, token"));
   CHECK_THAT(
       errors[1],
       Catch::EndsWith(
           "vitals.yaml:5: probes.a.options.sleep: invalid duration '5'; use e.g. 250ms, 2s, 1m"));
+}
+
+TEST_CASE("an option error never quotes a secret value", "[loader]") {
+  const vitals_option table[] = {
+      {"pin", VITALS_OPT_INT, nullptr, "", 0, 1},
+      {"after", VITALS_OPT_DURATION, nullptr, "", 0, 1},
+      {"port", VITALS_OPT_INT, nullptr, "", 0, 0},
+  };
+  vitals_plugin plugin{};
+  plugin.name = "t";
+  plugin.options = table;
+  plugin.option_count = 3;
+  ProbeConfig probe = parse_config(
+                          "probes:\n  a:\n    plugin: t\n"
+                          "    options: {pin: Tr0ub4dor, after: Tr0ub4dor, port: http}\n",
+                          "v.yaml")
+                          .config->probes.front();
+  BoundOptions out;
+  std::vector<std::string> errors;
+  CHECK_FALSE(bind_options(probe, plugin, "v.yaml", out, errors));
+  CHECK(errors == std::vector<std::string>{
+                      "v.yaml:4: probes.a.options.pin: expected an integer, got (a secret value, "
+                      "not shown)",
+                      "v.yaml:4: probes.a.options.after: invalid duration (a secret value, not "
+                      "shown); use e.g. 250ms, 2s, 1m",
+                      "v.yaml:4: probes.a.options.port: expected an integer, got 'http'"});
 }
 
 TEST_CASE("a probe runs through the ABI; secrets never come back out", "[loader]") {
@@ -119,6 +218,57 @@ TEST_CASE("a probe runs through the ABI; secrets never come back out", "[loader]
   CHECK(r.message == "warn token=[redacted]");
   REQUIRE(r.numbers.size() == 1);
   CHECK(r.numbers[0].name == "runs");
+}
+
+TEST_CASE("what a plugin says reaches the host as one line of valid UTF-8", "[loader]") {
+  Scratch s;
+  std::ostringstream captured;
+  auto previous = spdlog::default_logger();
+  spdlog::set_default_logger(std::make_shared<spdlog::logger>(
+      "vitals", std::make_shared<spdlog::sinks::ostream_sink_mt>(captured)));
+  spdlog::set_pattern("%v");
+  std::vector<std::string> errors;
+  auto p = prepare(s.config("  inject:\n    plugin: fake-ok\n    options: {result: fail, message: "
+                            "'\\xff\\xfe\\x0a second line\\x0d', token: hunter\\x0a2}\n"),
+                   {}, errors);
+  REQUIRE(p);
+  RunResult r = p->probes[0]->run_once();
+  spdlog::set_default_logger(previous);
+  // The token (secret) "hunter\n2" is returned as "hunter\n2": found and scrubbed as written.
+  CHECK(r.message == "\xEF\xBF\xBD\xEF\xBF\xBD  second line  token=[redacted]");
+  // The plugin logged the same text: one line, no second line injected.
+  CHECK(captured.str() == "created\n" + r.message + "\n");
+}
+
+TEST_CASE("secrets: 3 characters or more are scrubbed, a text holding a shorter one is withheld",
+          "[loader]") {
+  Secrets s;
+  for (const char* v : {"hunter2", "pw", "Bearer xyzzy", "", "Basic ab"}) s.add(v);
+  CHECK(s.scrubbed() == std::vector<std::string>{"hunter2", "Bearer xyzzy", "xyzzy", "Basic ab"});
+  CHECK(s.too_short() == std::vector<std::string>{"pw", "ab"});
+  auto [text, shown] = GENERATE(table<std::string, std::string>({
+      {"login failed for hunter2", "login failed for [redacted]"},
+      {"sent Bearer xyzzy, then xyzzy", "sent [redacted], then [redacted]"},
+      {"connection refused", "connection refused"},
+      {"password pw rejected", kWithheld},
+      {"token ab", kWithheld},  // the credential of "Basic ab"
+      {"p\nw", "p w"},          // not the secret once on one line
+      {"hunter2hunter2", "[redacted][redacted]"},
+  }));
+  CAPTURE(text);
+  CHECK(safe_text(text, s) == shown);
+}
+
+TEST_CASE("a short secret never comes back out either", "[loader]") {
+  Scratch s;
+  std::vector<std::string> errors;
+  auto p = prepare(s.config("  a:\n    plugin: fake-ok\n    options: {result: fail, token: pw}\n"),
+                   {}, errors);
+  REQUIRE(p);
+  RunResult r = p->probes[0]->run_once();
+  CHECK(r.status == Status::Fail);
+  CHECK(r.stage == "fake");  // stages and messages without the secret are shown as they are
+  CHECK(r.message == kWithheld);
 }
 
 TEST_CASE("a throwing plugin fails the run instead of crashing the host", "[loader]") {
