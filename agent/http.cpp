@@ -5,6 +5,7 @@
 #include <Poco/MemoryStream.h>
 #include <Poco/Net/HTTPRequest.h>
 #include <Poco/Net/HTTPResponse.h>
+#include <Poco/Net/NetException.h>
 #include <Poco/Net/SocketAddress.h>
 #include <Poco/NumberParser.h>
 #include <Poco/String.h>
@@ -293,7 +294,19 @@ struct HttpServer::Connection {
 
 HttpServer::HttpServer(const std::string& listen, HttpBackend backend)
     : backend_(std::move(backend)) {
-  socket_.bind(Poco::Net::SocketAddress(listen), true);
+  // SO_REUSEADDR (a restart binds while old connections linger), never SO_REUSEPORT: with it a
+  // second agent would bind the same port and the kernel would share the requests between them.
+  try {
+    socket_.bind(Poco::Net::SocketAddress(listen), true, false);
+  } catch (const Poco::Net::DNSException& e) {
+    throw std::runtime_error(e.displayText());
+  } catch (const Poco::Exception& e) {
+    // The errno of the failed call, "address already in use", not "Net Exception: Address ...".
+    if (e.code() <= 0) throw std::runtime_error(e.displayText());
+    std::string why = std::strerror(e.code());
+    why[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(why[0])));
+    throw std::runtime_error(why);
+  }
   socket_.listen(1024);
   socket_.setBlocking(false);
   epoll_ = epoll_create1(EPOLL_CLOEXEC);

@@ -341,6 +341,17 @@ class Signals(VitalsTestCase):
         self.assertEqual(p.returncode, 111)
         self.assertIn(f"unable to listen on 127.0.0.1:{busy.port}", p.stderr)
 
+    def test_second_agent_on_the_same_port_exits_111(self):
+        agent = self.start_agent(TCP_CONFIG.format(start_period="0s", dep_port=free_port()))
+        cfg = self.tmp.file("second.yaml", f"listen: 127.0.0.1:{agent.port}\nprobes: {{}}\n")
+        try:
+            p = run_vitals("run", "-c", cfg, timeout=10)
+        except subprocess.TimeoutExpired:
+            self.fail("a second agent started serving the port of the first")
+        self.assertEqual(p.returncode, 111, p.stderr)
+        self.assertIn(f"unable to listen on 127.0.0.1:{agent.port}: address already in use", p.stderr)
+        self.assertIsNone(agent.proc.poll())
+
     def test_refused_plugin_in_use_exits_100(self):
         cfg = self.tmp.file("v.yaml", f"plugin_dir: {FAKES}\nprobes:\n  a: {{plugin: fake-major2}}\n")
         p = run_vitals("run", "-c", cfg)
