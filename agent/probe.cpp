@@ -98,20 +98,14 @@ bool Probe::create(std::string& error) {
   return true;
 }
 
-namespace {
-constexpr Millis kReturnGrace{100};  // how late after its deadline a run may still return
-}  // namespace
-
-RunResult Probe::run_once() {
+RunResult Probe::run_once(SteadyTime deadline) {
   vitals_result raw{};
   raw.struct_size = sizeof raw;
   const SteadyTime start = std::chrono::steady_clock::now();
-  plugin_->desc.run(instance_, to_ns(start + config_.timeout), &raw);
+  plugin_->desc.run(instance_, to_ns(deadline), &raw);
   const SteadyTime end = std::chrono::steady_clock::now();
   const double elapsed = std::chrono::duration<double>(end - start).count();
-  // A plugin that keeps its deadline returns a moment after it (later still on a loaded
-  // machine): its own result, with its precise stage, stands unless it is later than the grace.
-  if (end > start + config_.timeout + kReturnGrace) return timeout_result(elapsed);
+  if (end > give_up_at(deadline)) return timeout_result(elapsed);
 
   RunResult r;
   r.status = raw.status == VITALS_PASS   ? Status::Pass
@@ -135,11 +129,12 @@ RunResult Probe::run_once() {
 }
 
 RunResult Probe::run_guarded(std::shared_ptr<Probe> self) {
-  auto task =
-      std::make_shared<std::packaged_task<RunResult()>>([self] { return self->run_once(); });
+  const SteadyTime deadline = deadline_from(std::chrono::steady_clock::now());
+  auto task = std::make_shared<std::packaged_task<RunResult()>>(
+      [self, deadline] { return self->run_once(deadline); });
   auto future = task->get_future();
   std::thread runner([task] { (*task)(); });
-  if (future.wait_for(config_.timeout + kReturnGrace) == std::future_status::ready) {
+  if (future.wait_until(give_up_at(deadline)) == std::future_status::ready) {
     // The run is over: let its thread finish exiting (and run its libraries' thread-exit
     // cleanup, e.g. OpenSSL's per-thread state) before the caller goes on, maybe to exit().
     runner.join();

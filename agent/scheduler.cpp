@@ -17,6 +17,7 @@ struct Scheduler::Slot {
   bool retired = false;    // removed from the set: the runner exits
   SteadyTime next_due{};
   SteadyTime started{};
+  SteadyTime deadline{};  // of the run in flight: what the plugin is given
   std::condition_variable cv;
   std::thread thread;
 };
@@ -117,21 +118,23 @@ void Scheduler::loop() {
     std::vector<std::shared_ptr<Slot>> timed_out;
     for (auto& s : slots_) {
       if (s->busy) {
-        const SteadyTime deadline = s->started + s->probe->config().timeout;
+        // The same limit run_once() applies: a run that returns by then keeps its own result.
+        const SteadyTime give_up = give_up_at(s->deadline);
         if (s->finishing) continue;
-        if (!s->timed_out && now >= deadline) {
+        if (!s->timed_out && now >= give_up) {
           s->timed_out = true;
           timed_out.push_back(s);
         } else if (!s->timed_out) {
-          wake_at = std::min(wake_at, deadline);
+          wake_at = std::min(wake_at, give_up);
         }
       } else if (now >= s->next_due) {
         s->busy = true;
         s->go = true;
         s->timed_out = false;
         s->started = now;
+        s->deadline = s->probe->deadline_from(now);
         s->cv.notify_one();
-        wake_at = std::min(wake_at, now + s->probe->config().timeout);
+        wake_at = std::min(wake_at, give_up_at(s->deadline));
       } else {
         wake_at = std::min(wake_at, s->next_due);
       }
@@ -161,8 +164,9 @@ void Scheduler::runner(std::shared_ptr<Slot> slot) {
     slot->cv.wait(lock, [&] { return slot->go || slot->retired; });
     if (slot->retired) break;
     slot->go = false;
+    const SteadyTime deadline = slot->deadline;  // set when the scheduler started the run
     lock.unlock();
-    const RunResult result = slot->probe->run_once();
+    const RunResult result = slot->probe->run_once(deadline);
     lock.lock();
     const bool accepted = !slot->timed_out;
     slot->finishing = true;  // from here on the scheduler no longer times this run out

@@ -5,6 +5,7 @@ the fake plugins (tests/fakes) where a plugin must misbehave."""
 import glob
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -425,6 +426,28 @@ probes:
         # SIGTERM still ends it cleanly with a run stuck inside a plugin.
         agent.signal(signal.SIGTERM)
         self.assertEqual(agent.proc.wait(10), 0)
+
+    def test_a_run_that_returns_at_its_deadline_keeps_its_result(self):
+        # fake-at-deadline returns right at the deadline it is given. The scheduler must time the
+        # run from that same deadline (with the same grace), or it gives up on runs in time.
+        agent = self.start_agent(f"""
+listen: 127.0.0.1:@PORT@
+plugin_dir: {FAKES}
+start_period: 0s
+probes:
+  punctual: {{plugin: fake-at-deadline, interval: 200ms, timeout: 100ms, failure_threshold: 1}}
+""")
+        agent.wait_probe("punctual", "pass")
+
+        def counter(pattern):
+            m = re.search(pattern + r"\} (\d+)\n", agent.get("/metrics")[1])
+            return int(m.group(1)) if m else 0
+        runs = r'vitals_probe_runs_total\{probe="punctual"[^}]*result="'
+        wait_for(lambda: counter(runs + 'pass"') + counter(runs + 'fail"') >= 15, timeout=30,
+                 what="15 runs")
+        self.assertEqual(counter(r'vitals_probe_timeouts_total\{probe="punctual"[^}]*'), 0, agent.log())
+        self.assertEqual(counter(runs + 'fail"'), 0, agent.log())
+        self.assertNotIn("result discarded", agent.log())
 
     def test_secret_options_never_leave_the_host(self):
         secret = "s3cr3t-t0ken-value"
