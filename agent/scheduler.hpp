@@ -47,6 +47,7 @@ class Scheduler {
   std::mutex mutex_;
   std::condition_variable wake_;
   std::vector<std::shared_ptr<Slot>> slots_;
+  std::vector<std::shared_ptr<Slot>> draining_;  // retired, with a run still in flight
   bool stopping_ = false;
   std::thread thread_;
   std::atomic<SteadyTime::rep> heartbeat_{0};

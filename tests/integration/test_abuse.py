@@ -505,6 +505,39 @@ probes:
         self.assertIsNone(agent.proc.poll())
 
 
+    @unittest.skipUnless(FAKES, "needs the fake plugins (run through ctest)")
+    def test_reloads_that_change_a_hung_probe_do_not_pile_up_hung_runs(self):
+        config = f"""
+listen: 127.0.0.1:@PORT@
+plugin_dir: {FAKES}
+start_period: 0s
+probes:
+  good: {{plugin: fake-ok, interval: 100ms}}
+  hangs: {{plugin: fake-hangs, tier: optional, interval: {{interval}}ms, timeout: 100ms}}
+"""
+        agent = self.start_agent(config.replace("{interval}", "1000"))
+        cfg = agent.log_path.replace(".stderr", "")
+        agent.wait_probe("hangs", "fail")
+        threads_before = steady_counts(agent.proc.pid)[0]
+        reloads = 30
+        for i in range(1, reloads + 1):
+            # Each reload changes the hung probe's definition: a new instance of it.
+            with open(cfg, "w") as f:
+                f.write(config.replace("{interval}", str(1000 + i)).replace("@PORT@", str(agent.port)))
+            agent.signal(signal.SIGHUP)
+            wait_for(lambda: agent.log().count("reloaded ") >= i, what=f"reload {i}")
+        time.sleep(0.5)
+        threads_after = steady_counts(agent.proc.pid)[0]
+        # One hung run for the probe whatever the number of reloads (+1: the new definition's
+        # idle runner, waiting for that run to return).
+        self.assertLessEqual(threads_after, threads_before + 1,
+                             f"{reloads} reloads: {threads_before} -> {threads_after} threads")
+        hangs = agent.probe("hangs")
+        self.assertEqual((hangs["status"], hangs["stage"]), ("fail", "timeout"))
+        self.assertEqual(hangs["message"], "not started: the run of its previous definition is still going")
+        self.assertEqual(agent.probe("good")["status"], "pass")
+
+
 @unittest.skipUnless(shutil.which("wrk"), "needs wrk")
 class SignalsUnderLoad(AgentCase):
     def test_sigterm_under_wrk_load_exits_0(self):
