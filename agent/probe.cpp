@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <cmath>
+#include <functional>
 #include <future>
 #include <thread>
 
@@ -86,13 +87,48 @@ void Probe::plugin_log(int level, const std::string& message) {
   log_->log(lvl, "{}", scrub(message, options_.secrets()));
 }
 
-bool Probe::create(std::string& error) {
-  const auto values = options_.c_values();
-  char err[512] = {0};
-  if (plugin_->desc.create(&host_, values.data(), static_cast<uint32_t>(values.size()), &instance_,
-                           err, sizeof err) != 0) {
+namespace {
+
+// Calls fn on a thread of its own and waits until `give_up`; false if fn is still going then. A
+// plugin call cannot be cancelled: one still going is left behind, with what fn captured.
+bool call_until(SteadyTime give_up, std::function<void()> fn) {
+  auto task = std::make_shared<std::packaged_task<void()>>(std::move(fn));
+  auto done = task->get_future();
+  std::thread thread([task] { (*task)(); });
+  if (done.wait_until(give_up) == std::future_status::ready) {
+    // Let the thread finish exiting (and run its libraries' thread-exit cleanup, e.g. OpenSSL's
+    // per-thread state) before the caller goes on, maybe to exit().
+    thread.join();
+    return true;
+  }
+  thread.detach();
+  return false;
+}
+
+}  // namespace
+
+bool Probe::create(std::string& error, bool& hung) {
+  struct Outcome {
+    int rc = -1;
+    char err[512] = {0};
+  };
+  auto out = std::make_shared<Outcome>();
+  const SteadyTime deadline = deadline_from(std::chrono::steady_clock::now());
+  hung = !call_until(give_up_at(deadline), [self = shared_from_this(), out] {
+    const auto values = self->options_.c_values();
+    out->rc = self->plugin_->desc.create(&self->host_, values.data(),
+                                         static_cast<uint32_t>(values.size()), &self->instance_,
+                                         out->err, sizeof out->err);
+  });
+  if (hung) {
+    error = std::string("create() of plugin ") + plugin_->desc.name + " did not return within " +
+            format_duration(config_.timeout);
+    return false;
+  }
+  if (out->rc != 0) {
     instance_ = nullptr;
-    error = scrub(err[0] ? err : "create failed", options_.secrets());
+    out->err[sizeof out->err - 1] = '\0';
+    error = scrub(out->err[0] ? out->err : "create failed", options_.secrets());
     return false;
   }
   return true;
@@ -130,17 +166,10 @@ RunResult Probe::run_once(SteadyTime deadline) {
 
 RunResult Probe::run_guarded(std::shared_ptr<Probe> self) {
   const SteadyTime deadline = deadline_from(std::chrono::steady_clock::now());
-  auto task = std::make_shared<std::packaged_task<RunResult()>>(
-      [self, deadline] { return self->run_once(deadline); });
-  auto future = task->get_future();
-  std::thread runner([task] { (*task)(); });
-  if (future.wait_until(give_up_at(deadline)) == std::future_status::ready) {
-    // The run is over: let its thread finish exiting (and run its libraries' thread-exit
-    // cleanup, e.g. OpenSSL's per-thread state) before the caller goes on, maybe to exit().
-    runner.join();
-    return future.get();
-  }
-  runner.detach();  // hung: left behind, as the scheduler leaves a hung run
+  auto out = std::make_shared<RunResult>();
+  // A hung run is left behind, as the scheduler leaves one.
+  if (call_until(give_up_at(deadline), [self, deadline, out] { *out = self->run_once(deadline); }))
+    return *out;
   return timeout_result(std::chrono::duration<double>(config_.timeout).count());
 }
 

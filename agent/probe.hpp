@@ -70,15 +70,17 @@ inline SteadyTime give_up_at(SteadyTime deadline) {
   return deadline + kReturnGrace;
 }
 
-class Probe {
+class Probe : public std::enable_shared_from_this<Probe> {
  public:
   Probe(ProbeConfig config, std::shared_ptr<const Plugin> plugin, BoundOptions options);
   ~Probe();
   Probe(const Probe&) = delete;
   Probe& operator=(const Probe&) = delete;
 
-  // Calls the plugin's create(); false with a one-line reason (secrets scrubbed).
-  bool create(std::string& error);
+  // Calls the plugin's create() on a thread of its own, under the deadline a run would have:
+  // false with a one-line reason (secrets scrubbed). `hung`: create() had not returned by
+  // give_up_at(deadline) and was left behind, keeping this probe. Needs a shared_ptr owner.
+  bool create(std::string& error, bool& hung);
   // The deadline of a run starting at `start`: start + timeout.
   SteadyTime deadline_from(SteadyTime start) const { return start + config_.timeout; }
   // Runs the plugin once with that deadline; a timeout result if it returns after

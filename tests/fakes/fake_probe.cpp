@@ -1,5 +1,6 @@
 // One fake plugin source, built several ways (see CMakeLists.txt) to walk the loader's refusal
-// ladder and to misbehave under a running agent: throw, hang, return right at the deadline.
+// ladder and to misbehave under a running agent: throw, hang (in run or in create), return right
+// at the deadline.
 #include <vitals/probe.hpp>
 
 #include <chrono>
@@ -30,6 +31,9 @@ class FakeProbe {
  public:
   FakeProbe(const vitals::Options& o, const vitals::Host& host)
       : result_(o.str("result")), token_(o.str("token")), sleep_(o.duration("sleep")) {
+#ifdef FAKE_CREATE_BLOCKS
+    std::this_thread::sleep_for(std::chrono::hours(1));
+#endif
     host.info("created");
   }
   void run(const vitals::Deadline& deadline, vitals::Result& r) {
