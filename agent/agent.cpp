@@ -216,8 +216,8 @@ class Agent {
     http->start();
     scheduler_->start();
     listen_ = prepared->config.listen;
-    spdlog::info("vitals {} listening on {} with {} probe(s)", VITALS_VERSION, listen_,
-                 prepared->config.probes.size());
+    spdlog::info("vitals {} listening on {} (at most {} connections) with {} probe(s)",
+                 VITALS_VERSION, listen_, http->max_connections(), prepared->config.probes.size());
     check_ready();
     current_ = std::move(*prepared);
 

@@ -422,6 +422,44 @@ class HttpAbuse(AgentCase):
         self.assert_alive()
 
 
+class FdLimit(VitalsTestCase):
+    def test_idle_connections_never_take_the_probes_fds_or_a_fresh_health(self):
+        dep = Listener(free_port())
+        dep.open()
+        self.addCleanup(dep.close)
+        agent = self.start_agent(f"""
+listen: 127.0.0.1:@PORT@
+start_period: 0s
+probes:
+  dep: {{plugin: tcp, interval: 100ms, timeout: 50ms, failure_threshold: 1, options: {{port: {dep.port}}}}}
+""", preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256)))
+        agent.wait_status("healthy")
+        self.assertIn("(at most 128 connections)", agent.log())
+
+        socks = []
+        for _ in range(400):  # idle: connected, nothing sent
+            s = socket.create_connection(("127.0.0.1", agent.port), timeout=5)
+            self.addCleanup(s.close)
+            socks.append(s)
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        status, body, _ = http_get(agent.base + "/health", timeout=3.0)
+        figure("fresh_health_behind_400_idle_at_fd_limit_256", (time.monotonic() - t0) * 1000)
+        self.assertEqual((status, json.loads(body)["status"]), (200, "healthy"))
+        time.sleep(1.0)  # ten more probe runs while the connections are held
+        self.assertLess(len(os.listdir(f"/proc/{agent.proc.pid}/fd")), 256)
+        metrics = agent.get("/metrics")[1]
+        failed = re.search(r'vitals_probe_runs_total\{probe="dep"[^}]*result="fail"\} (\d+)', metrics)
+        self.assertEqual(failed.group(1), "0", agent.log()[-2000:])
+        # The oldest connections made room; the newest are still open.
+        socks[0].settimeout(2)
+        self.assertTrue(read_until_closed(socks[0], 2)[1])
+        socks[-1].settimeout(0.2)
+        with self.assertRaises(socket.timeout):
+            socks[-1].recv(1)
+        self.assertIn("closing the ones quiet the longest", agent.log())
+
+
 class Faults(VitalsTestCase):
     """Fault episodes must leave the agent's threads and fds where they were."""
 
