@@ -4,7 +4,10 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <condition_variable>
 #include <cstring>
+#include <mutex>
+#include <thread>
 
 #include "http.hpp"
 #include "metrics.hpp"
@@ -20,7 +23,8 @@ std::string plugin_dir_for(const Config& c) {
 
 std::optional<Prepared> prepare(const std::string& config_path,
                                 const std::vector<std::shared_ptr<Probe>>& previous,
-                                std::vector<std::string>& errors, const std::string& only_probe) {
+                                std::vector<std::string>& errors, const std::string& only_probe,
+                                bool* temporary) {
   ConfigResult parsed = load_config(config_path);
   if (!parsed.config) {
     errors = parsed.errors;
@@ -29,6 +33,7 @@ std::optional<Prepared> prepare(const std::string& config_path,
   Prepared out{std::move(*parsed.config), std::make_shared<PluginHost>(), {}};
   const Config& c = out.config;
   out.plugins->scan(plugin_dir_for(c));
+  std::size_t hung_creates = 0;
   if (!only_probe.empty() && !c.probe(only_probe)) {
     std::string names;
     for (const auto& p : c.probes) names += (names.empty() ? "" : ", ") + p.name;
@@ -66,12 +71,15 @@ std::optional<Prepared> prepare(const std::string& config_path,
     std::shared_ptr<const Plugin> keep(out.plugins, plugin);  // the host owns the plugin
     auto probe = std::make_shared<Probe>(pc, keep, std::move(options));
     std::string why;
-    if (!probe->create(why)) {
-      errors.push_back(where + ".options: " + why);
+    bool hung = false;
+    if (!probe->create(why, hung)) {
+      errors.push_back(where + (hung ? ": " : ".options: ") + why);
+      hung_creates += hung;
       continue;
     }
     out.probes.push_back(std::move(probe));
   }
+  if (temporary) *temporary = !errors.empty() && hung_creates == errors.size();
   if (!errors.empty()) return std::nullopt;
   return out;
 }
@@ -102,18 +110,77 @@ void warn_unused_refusals(const Prepared& p) {
   }
 }
 
+// How long a stop may take once SIGTERM or SIGINT arrived: past it, a plugin call that does not
+// return (a create() during startup or a reload, a destroy()) is left behind and the agent exits.
+constexpr Millis kStopGrace{3000};
+
+sigset_t agent_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int s : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&set, s);
+  return set;
+}
+
 class Agent {
  public:
   Agent(std::string path, std::optional<int> notify_flag)
       : path_(std::move(path)), notify_flag_(notify_flag) {}
 
+  // The signals are blocked in every thread (cli.cpp blocks them before any thread starts): one
+  // thread takes them from the start, so SIGTERM is heard even while startup is stuck in a plugin.
   int run() {
+    std::thread signals([this] { take_signals(); });
+    const int code = serve();
+    release();
+    {
+      std::lock_guard lock(mutex_);
+      finished_ = true;
+    }
+    wake_.notify_all();
+    pthread_kill(signals.native_handle(), SIGHUP);  // ends its sigwait
+    signals.join();
+    return code;
+  }
+
+ private:
+  void take_signals() {
+    const sigset_t set = agent_signals();
+    for (;;) {
+      int sig = 0;
+      if (sigwait(&set, &sig) != 0) continue;
+      std::unique_lock lock(mutex_);
+      if (finished_) return;
+      if (sig == SIGHUP) {
+        reload_requested_ = true;  // several SIGHUPs before the reload starts make one reload
+        wake_.notify_all();
+        continue;
+      }
+      spdlog::info("received {}, stopping", strsignal(sig));
+      stop_requested_ = true;
+      wake_.notify_all();
+      if (wake_.wait_for(lock, kStopGrace, [this] { return finished_; })) return;
+      spdlog::warn("still stopping after {}: a plugin call has not returned; exiting without it",
+                   format_duration(kStopGrace));
+      spdlog::default_logger()->flush();
+      std::_Exit(kOk);
+    }
+  }
+
+  bool stop_requested() {
+    std::lock_guard lock(mutex_);
+    return stop_requested_;
+  }
+
+  // Starts the agent and serves until SIGTERM or SIGINT; reloads on SIGHUP.
+  int serve() {
     std::vector<std::string> errors;
-    auto prepared = prepare(path_, {}, errors);
+    bool temporary = false;
+    auto prepared = prepare(path_, {}, errors, "", &temporary);
     if (!prepared) {
       for (const auto& e : errors) spdlog::error("{}", e);
-      return kPermanent;
+      return temporary ? kTemporary : kPermanent;
     }
+    if (stop_requested()) return kOk;
     apply_log_level(prepared->config);
     warn_unused_refusals(*prepared);
 
@@ -149,30 +216,33 @@ class Agent {
     http->start();
     scheduler_->start();
     listen_ = prepared->config.listen;
-    spdlog::info("vitals {} listening on {} with {} probe(s)", VITALS_VERSION, listen_,
-                 prepared->config.probes.size());
+    spdlog::info("vitals {} listening on {} (at most {} connections) with {} probe(s)",
+                 VITALS_VERSION, listen_, http->max_connections(), prepared->config.probes.size());
     check_ready();
     current_ = std::move(*prepared);
 
-    sigset_t set;
-    sigemptyset(&set);
-    for (int s : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&set, s);
+    std::unique_lock lock(mutex_);
     for (;;) {
-      int sig = 0;
-      if (sigwait(&set, &sig) != 0) continue;
-      if (sig == SIGHUP) {
-        reload();
-        continue;
-      }
-      spdlog::info("received {}, stopping", strsignal(sig));
-      break;
+      wake_.wait(lock, [this] { return stop_requested_ || reload_requested_; });
+      if (stop_requested_) break;
+      reload_requested_ = false;
+      lock.unlock();
+      reload();
+      lock.lock();
     }
+    lock.unlock();
     http->stop();
     scheduler_->stop(Millis(500));
     return kOk;
   }
 
- private:
+  // Drops every probe (its plugin's destroy() runs) while a stop is still under kStopGrace.
+  void release() {
+    scheduler_.reset();
+    health_.set_probes({}, Millis(0), false);
+    current_.reset();
+  }
+
   void install(const Prepared& p) {
     health_.set_probes(p.probes, p.config.start_period, p.config.details_exposed());
     scheduler_->set_probes(p.probes);
@@ -230,6 +300,11 @@ class Agent {
   std::string listen_;
   std::mutex facts_mutex_;
   AgentFacts facts_;
+  std::mutex mutex_;  // guards the requests below, between the signal thread and serve()
+  std::condition_variable wake_;
+  bool stop_requested_ = false;
+  bool reload_requested_ = false;
+  bool finished_ = false;
 };
 
 }  // namespace

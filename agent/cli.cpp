@@ -39,7 +39,7 @@ commands:
   version                            print the version
 
 exit codes: 0 ok, 1 unhealthy (check, once), 100 permanent error (usage, config, plugin refused),
-111 temporary error (cannot bind, notification fd not open)
+111 temporary error (cannot bind, notification fd not open, a plugin create() past its timeout)
 )";
 
 // Minimal flag parsing: "--flag value", "-c value", "--flag=value", boolean flags, positionals.

@@ -5,6 +5,7 @@
 #include <Poco/MemoryStream.h>
 #include <Poco/Net/HTTPRequest.h>
 #include <Poco/Net/HTTPResponse.h>
+#include <Poco/Net/NetException.h>
 #include <Poco/Net/SocketAddress.h>
 #include <Poco/NumberParser.h>
 #include <Poco/String.h>
@@ -15,9 +16,11 @@
 #include <spdlog/spdlog.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cctype>
 #include <cerrno>
@@ -31,7 +34,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-constexpr std::size_t kMaxConnections = 4096;    // more are accepted and closed at once
 constexpr std::size_t kOutputHigh = 256 * 1024;  // stop answering pipelined requests above this
 constexpr auto kRequestTimeout = 5s;     // a request head must arrive within this of its first byte
 constexpr auto kKeepAliveTimeout = 10s;  // an idle connection between requests
@@ -289,13 +291,35 @@ struct HttpServer::Connection {
   bool peer_done = false;    // the client shut its write side
   std::uint32_t events = 0;  // the epoll interest
   Clock::time_point deadline;
+  std::list<Connection*>::iterator activity;  // its place in by_activity_
 };
+
+std::size_t connection_cap(std::uint64_t fd_limit) {
+  const std::uint64_t limit = std::min<std::uint64_t>(fd_limit, 1 << 20);
+  const std::uint64_t reserve = std::max(limit / 4, std::min<std::uint64_t>(256, limit / 2));
+  return static_cast<std::size_t>(std::max<std::uint64_t>(1, limit - reserve));
+}
 
 HttpServer::HttpServer(const std::string& listen, HttpBackend backend)
     : backend_(std::move(backend)) {
-  socket_.bind(Poco::Net::SocketAddress(listen), true);
+  // SO_REUSEADDR (a restart binds while old connections linger), never SO_REUSEPORT: with it a
+  // second agent would bind the same port and the kernel would share the requests between them.
+  try {
+    socket_.bind(Poco::Net::SocketAddress(listen), true, false);
+  } catch (const Poco::Net::DNSException& e) {
+    throw std::runtime_error(e.displayText());
+  } catch (const Poco::Exception& e) {
+    // The errno of the failed call, "address already in use", not "Net Exception: Address ...".
+    if (e.code() <= 0) throw std::runtime_error(e.displayText());
+    std::string why = std::strerror(e.code());
+    why[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(why[0])));
+    throw std::runtime_error(why);
+  }
   socket_.listen(1024);
   socket_.setBlocking(false);
+  rlimit nofile{};
+  getrlimit(RLIMIT_NOFILE, &nofile);
+  max_connections_ = connection_cap(nofile.rlim_cur);
   epoll_ = epoll_create1(EPOLL_CLOEXEC);
   wake_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (epoll_ < 0 || wake_ < 0) throw std::system_error(errno, std::generic_category(), "epoll");
@@ -379,9 +403,17 @@ void HttpServer::accept_all(Clock::time_point now) {
       }
       return;  // EAGAIN, or a connection that died before accept
     }
-    if (connections_.size() >= kMaxConnections) {
-      ::close(fd);
-      continue;
+    if (connections_.size() - dropped_.size() >= max_connections_) {
+      // At the cap: the connection quiet the longest makes room, so a fresh request is always
+      // answered and the probes keep the fds they need.
+      if (!at_cap_) {
+        spdlog::warn(
+            "http: {} connections open (the cap, from the fd limit); closing the ones "
+            "quiet the longest to make room",
+            max_connections_);
+      }
+      at_cap_ = true;
+      drop(*by_activity_.front());
     }
     const int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -396,12 +428,14 @@ void HttpServer::accept_all(Clock::time_point now) {
       ::close(fd);
       continue;
     }
+    c->activity = by_activity_.insert(by_activity_.end(), c.get());
     connections_[fd] = std::move(c);
   }
 }
 
 void HttpServer::on_event(Connection& c, std::uint32_t events, Clock::time_point now) {
   if (events & EPOLLERR) return drop(c);
+  by_activity_.splice(by_activity_.end(), by_activity_, c.activity);
   if (events & (EPOLLIN | EPOLLHUP)) {
     std::array<char, 64 * 1024> buf;
     const ssize_t n = ::recv(c.fd, buf.data(), buf.size(), 0);
@@ -489,6 +523,7 @@ void HttpServer::watch(Connection& c, std::uint32_t events) {
 
 void HttpServer::drop(Connection& c) {
   epoll_ctl(epoll_, EPOLL_CTL_DEL, c.fd, nullptr);
+  by_activity_.erase(c.activity);
   dropped_.push_back(c.fd);
   c.fd = -1;
 }
@@ -497,6 +532,7 @@ void HttpServer::sweep(Clock::time_point now) {
   for (auto& [fd, c] : connections_) {
     if (c->fd >= 0 && now >= c->deadline) drop(*c);
   }
+  if (connections_.size() - dropped_.size() < max_connections_) at_cap_ = false;
   if (!accepting_ && now >= resume_accept_) {
     epoll_event ev{};
     ev.events = EPOLLIN;

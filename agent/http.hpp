@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <list>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -64,12 +65,17 @@ std::string respond(const RequestHead& head, const HttpBackend& backend, bool& c
 // The bytes answering a malformed request; the connection ends after it.
 std::string respond_malformed();
 
+// The most connections open at once, from the process's fd limit: a quarter of it (at least 256,
+// at most half) is kept for everything else, above all the probes' own sockets, pipes and files.
+std::size_t connection_cap(std::uint64_t fd_limit);
+
 class HttpServer {
  public:
   HttpServer(const std::string& listen, HttpBackend backend);  // binds; throws on failure
   ~HttpServer();
   void start();
   void stop();
+  std::size_t max_connections() const { return max_connections_; }
 
  private:
   struct Connection;
@@ -89,6 +95,9 @@ class HttpServer {
   std::atomic<bool> stopping_{false};
   std::thread thread_;
   std::unordered_map<int, std::unique_ptr<Connection>> connections_;  // by fd
+  std::list<Connection*> by_activity_;  // open connections, the one quiet the longest first
+  std::size_t max_connections_ = 0;
+  bool at_cap_ = false;       // connections are being shed (logged once per episode)
   std::vector<int> dropped_;  // closed at the end of the current batch of events
   bool accepting_ = true;     // false for a moment after running out of fds
   Clock::time_point resume_accept_{};

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <cmath>
+#include <functional>
 #include <future>
 #include <thread>
 
@@ -86,32 +87,61 @@ void Probe::plugin_log(int level, const std::string& message) {
   log_->log(lvl, "{}", safe_text(message, options_.secrets()));
 }
 
-bool Probe::create(std::string& error) {
-  const auto values = options_.c_values();
-  char err[512] = {0};
-  if (plugin_->desc.create(&host_, values.data(), static_cast<uint32_t>(values.size()), &instance_,
-                           err, sizeof err) != 0) {
+namespace {
+
+// Calls fn on a thread of its own and waits until `give_up`; false if fn is still going then. A
+// plugin call cannot be cancelled: one still going is left behind, with what fn captured.
+bool call_until(SteadyTime give_up, std::function<void()> fn) {
+  auto task = std::make_shared<std::packaged_task<void()>>(std::move(fn));
+  auto done = task->get_future();
+  std::thread thread([task] { (*task)(); });
+  if (done.wait_until(give_up) == std::future_status::ready) {
+    // Let the thread finish exiting (and run its libraries' thread-exit cleanup, e.g. OpenSSL's
+    // per-thread state) before the caller goes on, maybe to exit().
+    thread.join();
+    return true;
+  }
+  thread.detach();
+  return false;
+}
+
+}  // namespace
+
+bool Probe::create(std::string& error, bool& hung) {
+  struct Outcome {
+    int rc = -1;
+    char err[512] = {0};
+  };
+  auto out = std::make_shared<Outcome>();
+  const SteadyTime deadline = deadline_from(std::chrono::steady_clock::now());
+  hung = !call_until(give_up_at(deadline), [self = shared_from_this(), out] {
+    const auto values = self->options_.c_values();
+    out->rc = self->plugin_->desc.create(&self->host_, values.data(),
+                                         static_cast<uint32_t>(values.size()), &self->instance_,
+                                         out->err, sizeof out->err);
+  });
+  if (hung) {
+    error = std::string("create() of plugin ") + plugin_->desc.name + " did not return within " +
+            format_duration(config_.timeout);
+    return false;
+  }
+  if (out->rc != 0) {
     instance_ = nullptr;
-    error = safe_text(err[0] ? err : "create failed", options_.secrets());
+    out->err[sizeof out->err - 1] = '\0';
+    error = safe_text(out->err[0] ? out->err : "create failed", options_.secrets());
     return false;
   }
   return true;
 }
 
-namespace {
-constexpr Millis kReturnGrace{100};  // how late after its deadline a run may still return
-}  // namespace
-
-RunResult Probe::run_once() {
+RunResult Probe::run_once(SteadyTime deadline) {
   vitals_result raw{};
   raw.struct_size = sizeof raw;
   const SteadyTime start = std::chrono::steady_clock::now();
-  plugin_->desc.run(instance_, to_ns(start + config_.timeout), &raw);
+  plugin_->desc.run(instance_, to_ns(deadline), &raw);
   const SteadyTime end = std::chrono::steady_clock::now();
   const double elapsed = std::chrono::duration<double>(end - start).count();
-  // A plugin that keeps its deadline returns a moment after it (later still on a loaded
-  // machine): its own result, with its precise stage, stands unless it is later than the grace.
-  if (end > start + config_.timeout + kReturnGrace) return timeout_result(elapsed);
+  if (end > give_up_at(deadline)) return timeout_result(elapsed);
 
   RunResult r;
   r.status = raw.status == VITALS_PASS   ? Status::Pass
@@ -135,17 +165,11 @@ RunResult Probe::run_once() {
 }
 
 RunResult Probe::run_guarded(std::shared_ptr<Probe> self) {
-  auto task =
-      std::make_shared<std::packaged_task<RunResult()>>([self] { return self->run_once(); });
-  auto future = task->get_future();
-  std::thread runner([task] { (*task)(); });
-  if (future.wait_for(config_.timeout + kReturnGrace) == std::future_status::ready) {
-    // The run is over: let its thread finish exiting (and run its libraries' thread-exit
-    // cleanup, e.g. OpenSSL's per-thread state) before the caller goes on, maybe to exit().
-    runner.join();
-    return future.get();
-  }
-  runner.detach();  // hung: left behind, as the scheduler leaves a hung run
+  const SteadyTime deadline = deadline_from(std::chrono::steady_clock::now());
+  auto out = std::make_shared<RunResult>();
+  // A hung run is left behind, as the scheduler leaves one.
+  if (call_until(give_up_at(deadline), [self, deadline, out] { *out = self->run_once(deadline); }))
+    return *out;
   return timeout_result(std::chrono::duration<double>(config_.timeout).count());
 }
 

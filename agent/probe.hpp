@@ -61,19 +61,34 @@ struct ProbeState {
 bool apply_result(ProbeState& state, const RunResult& result, int failure_threshold,
                   int success_threshold);
 
-class Probe {
+// A run's deadline, one definition for the plugin, the runner and the scheduler: the plugin is
+// given `deadline` (start + timeout) and should return by then; its own result stands if it
+// returns by give_up_at(deadline), a moment later (a plugin that keeps its deadline returns just
+// after it, later still on a loaded machine). Past that the run is a `timeout`.
+inline constexpr Millis kReturnGrace{100};
+inline SteadyTime give_up_at(SteadyTime deadline) {
+  return deadline + kReturnGrace;
+}
+
+class Probe : public std::enable_shared_from_this<Probe> {
  public:
   Probe(ProbeConfig config, std::shared_ptr<const Plugin> plugin, BoundOptions options);
   ~Probe();
   Probe(const Probe&) = delete;
   Probe& operator=(const Probe&) = delete;
 
-  // Calls the plugin's create(); false with a one-line reason (secrets scrubbed).
-  bool create(std::string& error);
-  // Runs the plugin once with the probe's timeout as deadline. Does not record.
-  RunResult run_once();
-  // run_once() on a thread of its own, waiting at most timeout + 100ms: a hung plugin is reported
-  // as a timeout and left behind (for one-shot callers: `vitals once`, `vitals notify`).
+  // Calls the plugin's create() on a thread of its own, under the deadline a run would have:
+  // false with a one-line reason (secrets scrubbed). `hung`: create() had not returned by
+  // give_up_at(deadline) and was left behind, keeping this probe. Needs a shared_ptr owner.
+  bool create(std::string& error, bool& hung);
+  // The deadline of a run starting at `start`: start + timeout.
+  SteadyTime deadline_from(SteadyTime start) const { return start + config_.timeout; }
+  // Runs the plugin once with that deadline; a timeout result if it returns after
+  // give_up_at(deadline). Does not record.
+  RunResult run_once(SteadyTime deadline);
+  RunResult run_once() { return run_once(deadline_from(std::chrono::steady_clock::now())); }
+  // run_once() on a thread of its own, waiting until give_up_at(its deadline): a hung plugin is
+  // reported as a timeout and left behind (for one-shot callers: `vitals once`, `vitals notify`).
   RunResult run_guarded(std::shared_ptr<Probe> self);
   // A failure with stage `timeout`, for a run the host gave up on.
   RunResult timeout_result(double elapsed_s) const;

@@ -15,8 +15,13 @@ struct Scheduler::Slot {
   bool finishing = false;  // the run returned in time and is being recorded
   bool phased = false;     // the steady-state phase offset has been applied
   bool retired = false;    // removed from the set: the runner exits
+  bool waited = false;     // the wait for `previous` has been recorded as a failure
+  // A retired slot of the same probe name whose run is still in flight (a reload changed a hung
+  // probe): this one does not start until that run returns, so a probe holds at most one hung run.
+  std::shared_ptr<Slot> previous;
   SteadyTime next_due{};
   SteadyTime started{};
+  SteadyTime deadline{};  // of the run in flight: what the plugin is given
   std::condition_variable cv;
   std::thread thread;
 };
@@ -46,6 +51,15 @@ void Scheduler::set_probes(const std::vector<std::shared_ptr<Probe>>& probes) {
   std::vector<std::shared_ptr<Slot>> retired;
   {
     std::lock_guard lock(mutex_);
+    for (const auto& s : slots_) {
+      if (std::find(probes.begin(), probes.end(), s->probe) == probes.end()) {
+        s->retired = true;
+        s->cv.notify_one();
+        retired.push_back(s);
+        if (s->busy) draining_.push_back(s);
+      }
+    }
+    std::erase_if(draining_, [](const auto& s) { return !s->busy; });
     std::vector<std::shared_ptr<Slot>> next;
     for (const auto& p : probes) {
       auto it =
@@ -57,15 +71,10 @@ void Scheduler::set_probes(const std::vector<std::shared_ptr<Probe>>& probes) {
       auto slot = std::make_shared<Slot>();
       slot->probe = p;
       slot->next_due = std::chrono::steady_clock::now();
+      for (const auto& d : draining_)
+        if (d->probe->config().name == p->config().name) slot->previous = d;
       if (thread_.joinable()) slot->thread = std::thread(&Scheduler::runner, this, slot);
       next.push_back(slot);
-    }
-    for (const auto& s : slots_) {
-      if (std::find(next.begin(), next.end(), s) == next.end()) {
-        s->retired = true;
-        s->cv.notify_one();
-        retired.push_back(s);
-      }
     }
     slots_ = std::move(next);
   }
@@ -114,30 +123,44 @@ void Scheduler::loop() {
     const SteadyTime now = std::chrono::steady_clock::now();
     heartbeat_ = now.time_since_epoch().count();
     SteadyTime wake_at = now + Millis(1000);
-    std::vector<std::shared_ptr<Slot>> timed_out;
+    std::vector<std::shared_ptr<Slot>> timed_out, waiting;
     for (auto& s : slots_) {
+      if (s->previous && !s->previous->busy) s->previous.reset();
       if (s->busy) {
-        const SteadyTime deadline = s->started + s->probe->config().timeout;
+        // The same limit run_once() applies: a run that returns by then keeps its own result.
+        const SteadyTime give_up = give_up_at(s->deadline);
         if (s->finishing) continue;
-        if (!s->timed_out && now >= deadline) {
+        if (!s->timed_out && now >= give_up) {
           s->timed_out = true;
           timed_out.push_back(s);
         } else if (!s->timed_out) {
-          wake_at = std::min(wake_at, deadline);
+          wake_at = std::min(wake_at, give_up);
         }
+      } else if (s->previous) {
+        // Woken by the previous run's runner when it returns.
+        if (!s->waited) waiting.push_back(s);
+        s->waited = true;
       } else if (now >= s->next_due) {
         s->busy = true;
         s->go = true;
         s->timed_out = false;
         s->started = now;
+        s->deadline = s->probe->deadline_from(now);
         s->cv.notify_one();
-        wake_at = std::min(wake_at, now + s->probe->config().timeout);
+        wake_at = std::min(wake_at, give_up_at(s->deadline));
       } else {
         wake_at = std::min(wake_at, s->next_due);
       }
     }
-    if (!timed_out.empty()) {
+    if (!timed_out.empty() || !waiting.empty()) {
       lock.unlock();
+      for (auto& s : waiting) {
+        RunResult r = s->probe->timeout_result(0);
+        r.message = "not started: the run of its previous definition is still going";
+        s->probe->record(r);
+        s->probe->log().warn("not started until the run of its previous definition returns");
+        on_result_();
+      }
       for (auto& s : timed_out) {
         const double elapsed =
             std::chrono::duration<double>(std::chrono::steady_clock::now() - s->started).count();
@@ -161,8 +184,9 @@ void Scheduler::runner(std::shared_ptr<Slot> slot) {
     slot->cv.wait(lock, [&] { return slot->go || slot->retired; });
     if (slot->retired) break;
     slot->go = false;
+    const SteadyTime deadline = slot->deadline;  // set when the scheduler started the run
     lock.unlock();
-    const RunResult result = slot->probe->run_once();
+    const RunResult result = slot->probe->run_once(deadline);
     lock.lock();
     const bool accepted = !slot->timed_out;
     slot->finishing = true;  // from here on the scheduler no longer times this run out

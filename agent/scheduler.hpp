@@ -1,7 +1,8 @@
 // Runs every probe in the background on its own schedule. One scheduler thread owns all timing
 // (when each probe is due, and each run's deadline); each probe has a runner thread that calls the
-// plugin. A run that overruns its deadline is recorded as a `timeout` failure by the scheduler,
-// its late result is discarded, and the probe is not started again until the run has returned:
+// plugin. A run that has not returned by give_up_at(its deadline) (probe.hpp: the deadline the
+// plugin was given, plus a short grace) is recorded as a `timeout` failure by the scheduler, its
+// late result is discarded, and the probe is not started again until the run has returned:
 // a hung plugin delays nothing else.
 #pragma once
 
@@ -46,6 +47,7 @@ class Scheduler {
   std::mutex mutex_;
   std::condition_variable wake_;
   std::vector<std::shared_ptr<Slot>> slots_;
+  std::vector<std::shared_ptr<Slot>> draining_;  // retired, with a run still in flight
   bool stopping_ = false;
   std::thread thread_;
   std::atomic<SteadyTime::rep> heartbeat_{0};

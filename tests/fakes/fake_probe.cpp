@@ -1,5 +1,6 @@
 // One fake plugin source, built several ways (see CMakeLists.txt) to walk the loader's refusal
-// ladder and to misbehave under a running agent: throw, hang.
+// ladder and to misbehave under a running agent: throw, hang (in run or in create), return right
+// at the deadline.
 #include <vitals/probe.hpp>
 
 #include <chrono>
@@ -50,9 +51,12 @@ class FakeProbe {
         message_(unescape(o.str("message"))),
         sleep_(o.duration("sleep")),
         host_(host) {
+#ifdef FAKE_CREATE_BLOCKS
+    std::this_thread::sleep_for(std::chrono::hours(1));
+#endif
     host.info("created");
   }
-  void run(const vitals::Deadline&, vitals::Result& r) {
+  void run(const vitals::Deadline& deadline, vitals::Result& r) {
 #ifdef FAKE_THROWS
     r.stage("throwing");
     throw std::runtime_error("thrown on purpose");
@@ -60,6 +64,13 @@ class FakeProbe {
 #ifdef FAKE_HANGS
     r.stage("hanging");
     std::this_thread::sleep_for(std::chrono::hours(1));
+#endif
+#ifdef FAKE_AT_DEADLINE
+    // Keeps its deadline to the letter: returns right at it.
+    std::this_thread::sleep_until(
+        std::chrono::steady_clock::time_point(std::chrono::nanoseconds(deadline.ns())));
+#else
+    (void)deadline;
 #endif
     std::this_thread::sleep_for(sleep_);
     std::string want = result_;

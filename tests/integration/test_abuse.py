@@ -422,6 +422,44 @@ class HttpAbuse(AgentCase):
         self.assert_alive()
 
 
+class FdLimit(VitalsTestCase):
+    def test_idle_connections_never_take_the_probes_fds_or_a_fresh_health(self):
+        dep = Listener(free_port())
+        dep.open()
+        self.addCleanup(dep.close)
+        agent = self.start_agent(f"""
+listen: 127.0.0.1:@PORT@
+start_period: 0s
+probes:
+  dep: {{plugin: tcp, interval: 100ms, timeout: 50ms, failure_threshold: 1, options: {{port: {dep.port}}}}}
+""", preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256)))
+        agent.wait_status("healthy")
+        self.assertIn("(at most 128 connections)", agent.log())
+
+        socks = []
+        for _ in range(400):  # idle: connected, nothing sent
+            s = socket.create_connection(("127.0.0.1", agent.port), timeout=5)
+            self.addCleanup(s.close)
+            socks.append(s)
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        status, body, _ = http_get(agent.base + "/health", timeout=3.0)
+        figure("fresh_health_behind_400_idle_at_fd_limit_256", (time.monotonic() - t0) * 1000)
+        self.assertEqual((status, json.loads(body)["status"]), (200, "healthy"))
+        time.sleep(1.0)  # ten more probe runs while the connections are held
+        self.assertLess(len(os.listdir(f"/proc/{agent.proc.pid}/fd")), 256)
+        metrics = agent.get("/metrics")[1]
+        failed = re.search(r'vitals_probe_runs_total\{probe="dep"[^}]*result="fail"\} (\d+)', metrics)
+        self.assertEqual(failed.group(1), "0", agent.log()[-2000:])
+        # The oldest connections made room; the newest are still open.
+        socks[0].settimeout(2)
+        self.assertTrue(read_until_closed(socks[0], 2)[1])
+        socks[-1].settimeout(0.2)
+        with self.assertRaises(socket.timeout):
+            socks[-1].recv(1)
+        self.assertIn("closing the ones quiet the longest", agent.log())
+
+
 class Faults(VitalsTestCase):
     """Fault episodes must leave the agent's threads and fds where they were."""
 
@@ -505,6 +543,39 @@ probes:
         # The hung run holds its one runner; nothing more piles up behind it or the throws.
         self.assertEqual(steady_counts(agent.proc.pid), first)
         self.assertIsNone(agent.proc.poll())
+
+
+    @unittest.skipUnless(FAKES, "needs the fake plugins (run through ctest)")
+    def test_reloads_that_change_a_hung_probe_do_not_pile_up_hung_runs(self):
+        config = f"""
+listen: 127.0.0.1:@PORT@
+plugin_dir: {FAKES}
+start_period: 0s
+probes:
+  good: {{plugin: fake-ok, interval: 100ms}}
+  hangs: {{plugin: fake-hangs, tier: optional, interval: {{interval}}ms, timeout: 100ms}}
+"""
+        agent = self.start_agent(config.replace("{interval}", "1000"))
+        cfg = agent.log_path.replace(".stderr", "")
+        agent.wait_probe("hangs", "fail")
+        threads_before = steady_counts(agent.proc.pid)[0]
+        reloads = 30
+        for i in range(1, reloads + 1):
+            # Each reload changes the hung probe's definition: a new instance of it.
+            with open(cfg, "w") as f:
+                f.write(config.replace("{interval}", str(1000 + i)).replace("@PORT@", str(agent.port)))
+            agent.signal(signal.SIGHUP)
+            wait_for(lambda: agent.log().count("reloaded ") >= i, what=f"reload {i}")
+        time.sleep(0.5)
+        threads_after = steady_counts(agent.proc.pid)[0]
+        # One hung run for the probe whatever the number of reloads (+1: the new definition's
+        # idle runner, waiting for that run to return).
+        self.assertLessEqual(threads_after, threads_before + 1,
+                             f"{reloads} reloads: {threads_before} -> {threads_after} threads")
+        hangs = agent.probe("hangs")
+        self.assertEqual((hangs["status"], hangs["stage"]), ("fail", "timeout"))
+        self.assertEqual(hangs["message"], "not started: the run of its previous definition is still going")
+        self.assertEqual(agent.probe("good")["status"], "pass")
 
 
 @unittest.skipUnless(shutil.which("wrk"), "needs wrk")

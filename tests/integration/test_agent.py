@@ -394,6 +394,17 @@ class Signals(VitalsTestCase):
         self.assertEqual(p.returncode, 111)
         self.assertIn(f"unable to listen on 127.0.0.1:{busy.port}", p.stderr)
 
+    def test_second_agent_on_the_same_port_exits_111(self):
+        agent = self.start_agent(TCP_CONFIG.format(start_period="0s", dep_port=free_port()))
+        cfg = self.tmp.file("second.yaml", f"listen: 127.0.0.1:{agent.port}\nprobes: {{}}\n")
+        try:
+            p = run_vitals("run", "-c", cfg, timeout=10)
+        except subprocess.TimeoutExpired:
+            self.fail("a second agent started serving the port of the first")
+        self.assertEqual(p.returncode, 111, p.stderr)
+        self.assertIn(f"unable to listen on 127.0.0.1:{agent.port}: address already in use", p.stderr)
+        self.assertIsNone(agent.proc.poll())
+
     def test_refused_plugin_in_use_exits_100(self):
         cfg = self.tmp.file("v.yaml", f"plugin_dir: {FAKES}\nprobes:\n  a: {{plugin: fake-major2}}\n")
         p = run_vitals("run", "-c", cfg)
@@ -475,6 +486,90 @@ probes:
         # SIGTERM still ends it cleanly with a run stuck inside a plugin.
         agent.signal(signal.SIGTERM)
         self.assertEqual(agent.proc.wait(10), 0)
+
+    def test_a_run_that_returns_at_its_deadline_keeps_its_result(self):
+        # fake-at-deadline returns right at the deadline it is given. The scheduler must time the
+        # run from that same deadline (with the same grace), or it gives up on runs in time.
+        agent = self.start_agent(f"""
+listen: 127.0.0.1:@PORT@
+plugin_dir: {FAKES}
+start_period: 0s
+probes:
+  punctual: {{plugin: fake-at-deadline, interval: 200ms, timeout: 100ms, failure_threshold: 1}}
+""")
+        agent.wait_probe("punctual", "pass")
+
+        def counter(pattern):
+            m = re.search(pattern + r"\} (\d+)\n", agent.get("/metrics")[1])
+            return int(m.group(1)) if m else 0
+        runs = r'vitals_probe_runs_total\{probe="punctual"[^}]*result="'
+        wait_for(lambda: counter(runs + 'pass"') + counter(runs + 'fail"') >= 15, timeout=30,
+                 what="15 runs")
+        self.assertEqual(counter(r'vitals_probe_timeouts_total\{probe="punctual"[^}]*'), 0, agent.log())
+        self.assertEqual(counter(runs + 'fail"'), 0, agent.log())
+        self.assertNotIn("result discarded", agent.log())
+
+    def test_a_create_that_blocks_fails_startup_with_111(self):
+        cfg = self.tmp.file("v.yaml", f"""plugin_dir: {FAKES}
+listen: 127.0.0.1:{free_port()}
+probes:
+  stuck: {{plugin: fake-create-blocks, interval: 2s, timeout: 300ms}}
+""")
+        try:
+            p = run_vitals("run", "-c", cfg, timeout=20)
+        except subprocess.TimeoutExpired:
+            self.fail("vitals run waited forever for a create() that blocks")
+        self.assertEqual(p.returncode, 111, p.stderr)
+        self.assertIn(f"{cfg}:4: probes.stuck: create() of plugin fake-create-blocks did not return "
+                      "within 300ms", p.stderr)
+
+    def test_sigterm_stops_an_agent_stuck_in_create(self):
+        cfg = self.tmp.file("v.yaml", f"""plugin_dir: {FAKES}
+listen: 127.0.0.1:{free_port()}
+probes:
+  stuck: {{plugin: fake-create-blocks, interval: 1m, timeout: 30s}}
+""")
+        # Startup: create() blocks, far from its 30 s deadline.
+        with open(self.tmp.file("run.log", ""), "w") as log:
+            proc = self.spawn([os.environ.get("VITALS_BIN", "vitals"), "run", "-c", cfg],
+                              stderr=log)
+            time.sleep(1.0)
+            self.assertIsNone(proc.poll())
+            proc.send_signal(signal.SIGTERM)
+            try:
+                code = proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.fail("SIGTERM did not stop an agent stuck in a plugin's create()")
+        self.assertEqual(code, 0)
+
+        # Reload: the running agent keeps answering while a reload is stuck in create(), a SIGTERM
+        # then stops it, and a reload that gives up on create() keeps the old config.
+        good = self.tmp.file("result", "pass")
+        agent = self.start_agent(f"""
+listen: 127.0.0.1:@PORT@
+plugin_dir: {FAKES}
+start_period: 0s
+probes:
+  good: {{plugin: fake-ok, interval: 100ms, options: {{result: {good}}}}}
+""")
+        agent.wait_status("healthy")
+        with open(agent.log_path.replace(".stderr", ""), "a") as f:
+            f.write("  stuck: {plugin: fake-create-blocks, interval: 2s, timeout: 300ms}\n")
+        agent.signal(signal.SIGHUP)
+        wait_for(lambda: "reload rejected" in agent.log(), what="the rejected reload")
+        self.assertIn("probes.stuck: create() of plugin fake-create-blocks did not return within 300ms",
+                      agent.log())
+        self.assertEqual(sorted(agent.health()[1]["probes"]), ["good"])
+        with open(agent.log_path.replace(".stderr", ""), "a") as f:
+            f.write("  stuck2: {plugin: fake-create-blocks, interval: 1m, timeout: 30s}\n")
+        agent.signal(signal.SIGHUP)
+        time.sleep(1.0)
+        self.assertEqual(agent.health()[0], 200)
+        agent.signal(signal.SIGTERM)
+        try:
+            self.assertEqual(agent.proc.wait(10), 0)
+        except subprocess.TimeoutExpired:
+            self.fail("SIGTERM did not stop an agent with a reload stuck in a plugin's create()")
 
     def test_secret_options_never_leave_the_host(self):
         secret = "s3cr3t-t0ken-value"

@@ -97,14 +97,14 @@ def once(config_path, probe, *extra, timeout=60):
 class Agent:
     """A running `vitals run -c CONFIG`, with stderr captured to a file."""
 
-    def __init__(self, config_path, port, extra_args=(), env=None, pass_fds=()):
+    def __init__(self, config_path, port, extra_args=(), env=None, pass_fds=(), preexec_fn=None):
         self.port = port
         self.base = f"http://127.0.0.1:{port}"
         self.log_path = config_path + ".stderr"
         self._log = open(self.log_path, "w")
         self.proc = subprocess.Popen([VITALS, "run", "-c", config_path, *extra_args],
                                      stdout=self._log, stderr=subprocess.STDOUT, env=env,
-                                     pass_fds=pass_fds)
+                                     pass_fds=pass_fds, preexec_fn=preexec_fn)
         wait_for(lambda: self.proc.poll() is not None or self._answers(), 15,
                  what="agent to listen")
         if self.proc.poll() is not None:

@@ -1,4 +1,6 @@
 // The request-head parser and the bytes the agent answers with, without a socket.
+#include <sys/resource.h>
+
 #include <catch2/catch.hpp>
 
 #include <string>
@@ -118,4 +120,15 @@ TEST_CASE("responses: status line, framing headers, HEAD without a body", "[http
   CHECK(close);
   CHECK_THAT(respond_malformed(), Catch::StartsWith("HTTP/1.1 400 Bad Request\r\n"));
   CHECK_THAT(respond_malformed(), Catch::EndsWith("Connection: close\r\n\r\nmalformed request\n"));
+}
+
+TEST_CASE("the connection cap keeps a quarter of the fd limit, at least 256, for the rest",
+          "[http]") {
+  CHECK(connection_cap(4096) == 3072);
+  CHECK(connection_cap(1024) == 768);
+  CHECK(connection_cap(512) == 256);
+  CHECK(connection_cap(256) == 128);  // a small limit: half for each
+  CHECK(connection_cap(1048576) == 786432);
+  CHECK(connection_cap(RLIM_INFINITY) == 786432);  // as if 2^20
+  CHECK(connection_cap(1) == 1);
 }

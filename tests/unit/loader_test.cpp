@@ -161,7 +161,8 @@ TEST_CASE("a configured probe whose plugin is refused or missing is a config err
   REQUIRE(errors.size() == 1);
   CHECK_THAT(errors[0], Catch::Contains("probes.a.plugin: no plugin 'nope' in "));
   CHECK_THAT(errors[0],
-             Catch::Contains("available: fake-hangs, fake-no-options, fake-ok, fake-throws"));
+             Catch::Contains("available: fake-at-deadline, fake-create-blocks, fake-hangs, "
+                             "fake-no-options, fake-ok, fake-throws"));
 }
 
 TEST_CASE("options are checked against the plugin's table", "[loader]") {
