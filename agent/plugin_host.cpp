@@ -1,12 +1,14 @@
 #include "plugin_host.hpp"
 
 #include <dlfcn.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
+#include <set>
 
 #include "paths.hpp"
 
@@ -17,9 +19,11 @@ namespace {
 std::mutex g_counts_mutex;
 std::map<std::string, long> g_counts;
 
-// Handles of plugins already dlopen()ed, by real path: a rescan (SIGHUP) reuses them.
+// Handles of plugins already dlopen()ed, by file (device, inode): a rescan (SIGHUP) reuses them,
+// and loads a file replaced under the same path (install(1), mv, a package manager).
 std::mutex g_handles_mutex;
-std::map<std::string, void*> g_handles;
+std::map<std::pair<dev_t, ino_t>, void*> g_handles;
+std::set<std::string> g_loaded_paths;  // real paths dlopen()ed under their own name
 
 std::optional<std::string> unsafe_reason(const std::string& path) {
   namespace fs = std::filesystem;
@@ -72,14 +76,25 @@ std::optional<Refusal> PluginHost::load(const std::string& path) {
   void* handle = nullptr;
   {
     std::lock_guard lock(g_handles_mutex);
-    std::error_code ec;
-    const std::string key = std::filesystem::canonical(path, ec).string();
-    if (auto it = g_handles.find(key); it != g_handles.end()) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    struct stat st {};
+    if (fd < 0 || fstat(fd, &st) != 0) {
+      if (fd >= 0) ::close(fd);
+      return refuse("dlopen", std::string("unable to load: ") + std::strerror(errno));
+    }
+    if (auto it = g_handles.find({st.st_dev, st.st_ino}); it != g_handles.end()) {
       handle = it->second;
+      ::close(fd);
     } else {
-      handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+      // dlopen() hands back the object already loaded under a name, whatever the file holds
+      // now: a replaced file is loaded as /proc/self/fd/N, that fd kept open so N stays unique.
+      std::error_code ec;
+      const bool first = g_loaded_paths.insert(std::filesystem::canonical(path, ec)).second;
+      const std::string name = first ? path : "/proc/self/fd/" + std::to_string(fd);
+      handle = dlopen(name.c_str(), RTLD_NOW | RTLD_LOCAL);
+      if (first || !handle) ::close(fd);
       if (!handle) return refuse("dlopen", std::string("unable to load: ") + dlerror());
-      g_handles[key] = handle;
+      g_handles[{st.st_dev, st.st_ino}] = handle;
     }
   }
   auto entry = reinterpret_cast<vitals_probe_entry_fn>(dlsym(handle, VITALS_ENTRY_SYMBOL));
@@ -99,6 +114,7 @@ std::optional<Refusal> PluginHost::load(const std::string& path) {
                                    std::to_string(sizeof(vitals_plugin)) + " bytes)");
   auto plugin = std::make_shared<Plugin>();
   plugin->path = path;
+  plugin->handle = handle;
   std::memcpy(&plugin->desc, d, std::min<size_t>(d->struct_size, sizeof(vitals_plugin)));
   const vitals_plugin& p = plugin->desc;
   for (auto [missing, what] :
