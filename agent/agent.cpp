@@ -44,13 +44,15 @@ std::optional<Prepared> prepare(const std::string& config_path,
   for (const auto& pc : c.probes) {
     if (!only_probe.empty() && pc.name != only_probe) continue;
     const std::string where = c.file + ":" + std::to_string(pc.line) + ": probes." + pc.name;
-    auto reused = std::find_if(previous.begin(), previous.end(),
-                               [&](const auto& p) { return p->config().same_definition(pc); });
+    const Plugin* plugin = out.plugins->find(pc.plugin);
+    // A probe is kept, with its history, if neither its definition nor its plugin's file changed.
+    auto reused = std::find_if(previous.begin(), previous.end(), [&](const auto& p) {
+      return plugin && p->plugin().handle == plugin->handle && p->config().same_definition(pc);
+    });
     if (reused != previous.end()) {
       out.probes.push_back(*reused);
       continue;
     }
-    const Plugin* plugin = out.plugins->find(pc.plugin);
     if (!plugin) {
       if (const Refusal* r = out.plugins->refusal_for(pc.plugin)) {
         errors.push_back(where + ".plugin: plugin '" + pc.plugin + "' was refused (" + r->reason +
@@ -121,6 +123,23 @@ sigset_t agent_signals() {
   return set;
 }
 
+// Logs the version of each plugin loaded; after a reload, of each one new or replaced.
+void log_plugins(const PluginHost& now, const PluginHost* before) {
+  std::string added;
+  for (const auto& p : now.plugins()) {
+    const Plugin* old = before ? before->find(p->desc.name) : nullptr;
+    if (old && old->handle == p->handle) continue;
+    const std::string version = p->desc.version ? p->desc.version : "?";
+    if (old) {
+      spdlog::info("plugin {} {} reloaded from {} (was {})", p->desc.name, version, p->path,
+                   old->desc.version ? old->desc.version : "?");
+    } else {
+      added += (added.empty() ? "" : ", ") + std::string(p->desc.name) + " " + version;
+    }
+  }
+  if (!added.empty()) spdlog::info("plugins loaded from {}: {}", now.dir(), added);
+}
+
 class Agent {
  public:
   Agent(std::string path, std::optional<int> notify_flag)
@@ -183,6 +202,7 @@ class Agent {
     if (stop_requested()) return kOk;
     apply_log_level(prepared->config);
     warn_unused_refusals(*prepared);
+    log_plugins(*prepared->plugins, nullptr);
 
     std::string why;
     const auto fd = resolve_notify_fd(notify_flag_, prepared->config.notify_fd, why);
@@ -263,6 +283,7 @@ class Agent {
                    next->config.listen);
     apply_log_level(next->config);
     warn_unused_refusals(*next);
+    log_plugins(*next->plugins, current_ ? current_->plugins.get() : nullptr);
     install(*next);
     current_ = std::move(*next);
     facts_.last_reload_successful = true;

@@ -1,6 +1,7 @@
 #include "plugin_host.hpp"
 
 #include <dlfcn.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -8,6 +9,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <set>
 #include <string_view>
 
 #include "paths.hpp"
@@ -19,9 +21,11 @@ namespace {
 std::mutex g_counts_mutex;
 std::map<std::string, long> g_counts;
 
-// Handles of plugins already dlopen()ed, by real path: a rescan (SIGHUP) reuses them.
+// Handles of plugins already dlopen()ed, by file (device, inode): a rescan (SIGHUP) reuses them,
+// and loads a file replaced under the same path (install(1), mv, a package manager).
 std::mutex g_handles_mutex;
-std::map<std::string, void*> g_handles;
+std::map<std::pair<dev_t, ino_t>, void*> g_handles;
+std::set<std::string> g_loaded_paths;  // real paths dlopen()ed under their own name
 
 // One file or folder: neither group- nor world-writable (a folder may be if it has the sticky
 // bit, as /tmp: nobody else can rename or replace what is in it), owned by root or the agent.
@@ -135,12 +139,24 @@ std::optional<Refusal> PluginHost::load(const std::string& path) {
   void* handle = nullptr;
   {
     std::lock_guard lock(g_handles_mutex);
-    if (auto it = g_handles.find(real); it != g_handles.end()) {
+    const int fd = ::open(real.c_str(), O_RDONLY | O_CLOEXEC);
+    struct stat st {};
+    if (fd < 0 || fstat(fd, &st) != 0) {
+      if (fd >= 0) ::close(fd);
+      return refuse("dlopen", std::string("unable to load: ") + std::strerror(errno));
+    }
+    if (auto it = g_handles.find({st.st_dev, st.st_ino}); it != g_handles.end()) {
       handle = it->second;
+      ::close(fd);
     } else {
-      handle = dlopen(real.c_str(), RTLD_NOW | RTLD_LOCAL);  // the file checked, not a symlink
+      // dlopen() hands back the object already loaded under a name, whatever the file holds
+      // now: a replaced file is loaded as /proc/self/fd/N, that fd kept open so N stays unique.
+      const bool first = g_loaded_paths.insert(real).second;  // the file checked
+      const std::string name = first ? real : "/proc/self/fd/" + std::to_string(fd);
+      handle = dlopen(name.c_str(), RTLD_NOW | RTLD_LOCAL);
+      if (first || !handle) ::close(fd);
       if (!handle) return refuse("dlopen", std::string("unable to load: ") + dlerror());
-      g_handles[real] = handle;
+      g_handles[{st.st_dev, st.st_ino}] = handle;
     }
   }
   auto entry = reinterpret_cast<vitals_probe_entry_fn>(dlsym(handle, VITALS_ENTRY_SYMBOL));
@@ -160,6 +176,7 @@ std::optional<Refusal> PluginHost::load(const std::string& path) {
                                    std::to_string(sizeof(vitals_plugin)) + " bytes)");
   auto plugin = std::make_shared<Plugin>();
   plugin->path = path;
+  plugin->handle = handle;
   std::memcpy(&plugin->desc, d, std::min<size_t>(d->struct_size, sizeof(vitals_plugin)));
   const vitals_plugin& p = plugin->desc;
   for (auto [missing, what] : {std::pair{!p.create, "create"}, std::pair{!p.run, "run"},

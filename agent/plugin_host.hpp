@@ -15,7 +15,8 @@ namespace vitals {
 
 struct Plugin {
   std::string path;
-  vitals_plugin desc{};  // copied, zero-filled beyond the plugin's struct_size
+  vitals_plugin desc{};    // copied, zero-filled beyond the plugin's struct_size
+  void* handle = nullptr;  // the loaded code: the same until the file is replaced
 };
 
 struct Refusal {
@@ -27,7 +28,8 @@ struct Refusal {
 
 class PluginHost {
  public:
-  // Loads every *.so in dir (not recursive). Handles stay open for the life of the process.
+  // Loads every *.so in dir (not recursive). Handles stay open for the life of the process; a
+  // rescan reuses them, unless the file was replaced (a new inode): then the new file is loaded.
   void scan(const std::string& dir);
   const Plugin* find(const std::string& name) const;
   const Refusal* refusal_for(const std::string& name) const;

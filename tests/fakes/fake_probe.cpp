@@ -14,8 +14,15 @@
 #ifndef FAKE_ABI_MINOR
 #define FAKE_ABI_MINOR VITALS_ABI_MINOR
 #endif
+#ifdef FAKE_V2  // a new build of fake-ok, to replace it under a running agent
+#define FAKE_NAME "fake-ok"
+#define FAKE_VERSION "0.0.2"
+#endif
 #ifndef FAKE_NAME
 #define FAKE_NAME FAKE_ID
+#endif
+#ifndef FAKE_VERSION
+#define FAKE_VERSION "0.0.1"
 #endif
 
 namespace {
@@ -80,8 +87,11 @@ class FakeProbe {
     }
     r.stage("fake");
     r.number("runs", VITALS_UNIT_COUNT, static_cast<double>(++runs_), "Runs so far.");
-    const std::string message =
+    std::string message =
         (message_.empty() ? want : message_) + (token_.empty() ? "" : " token=" + token_);
+#ifdef FAKE_V2
+    message += " (" FAKE_VERSION ")";
+#endif
     if (!message_.empty()) host_.warn(message);
     if (want == "pass")
       r.pass(message);
@@ -115,7 +125,7 @@ extern "C" VITALS_EXPORT const vitals_plugin* vitals_probe_entry(uint32_t host_m
 #else
   static vitals_plugin desc = [] {
     vitals_plugin d =
-        vitals::describe<FakeProbe>(FAKE_NAME, "0.0.1", "Fake probe for tests", kOptions);
+        vitals::describe<FakeProbe>(FAKE_NAME, FAKE_VERSION, "Fake probe for tests", kOptions);
     d.abi_major = FAKE_ABI_MAJOR;
     d.abi_minor = FAKE_ABI_MINOR;
 #ifdef FAKE_MISSING_RUN

@@ -5,6 +5,7 @@ the fake plugins (tests/fakes) where a plugin must misbehave."""
 import glob
 import json
 import os
+import shutil
 import re
 import signal
 import socket
@@ -363,6 +364,44 @@ class Reload(VitalsTestCase):
         h = agent.health()[1]
         self.assertEqual(sorted(h["probes"]), ["dep", "more"])  # the old config keeps running
         self.assertEqual(h["status"], "healthy")
+
+    @unittest.skipUnless(FAKES, "needs the fake plugins (run through ctest)")
+    def test_sighup_loads_a_replaced_plugin_file(self):
+        plugins = os.path.join(self.tmp.path, "plugins")
+        os.mkdir(plugins)
+        os.chmod(plugins, 0o755)
+        installed = os.path.join(plugins, "fake-ok.so")
+        shutil.copy(os.path.join(FAKES, "fake-ok.so"), installed)
+        os.chmod(installed, 0o644)
+        agent = self.start_agent(f"""
+listen: 127.0.0.1:@PORT@
+plugin_dir: {plugins}
+start_period: 0s
+probes:
+  a: {{plugin: fake-ok, interval: 100ms}}
+""")
+        self.assertEqual(agent.wait_probe("a", "pass")["message"], "pass")
+        self.assertIn(f"plugins loaded from {plugins}: fake-ok 0.0.1", agent.log())
+
+        # Replaced as install(1) or a package manager does: a new file renamed over the old one.
+        shutil.copy(os.path.join(FAKES, "fake-v2.so"), installed + ".new")
+        os.chmod(installed + ".new", 0o644)
+        os.rename(installed + ".new", installed)
+        agent.signal(signal.SIGHUP)
+        wait_for(lambda: agent.probe("a")["message"] == "pass (0.0.2)", what="the new plugin's result")
+        self.assertIn(f"plugin fake-ok 0.0.2 reloaded from {installed} (was 0.0.1)", agent.log())
+        self.assertIn("  fake-ok    0.0.2 ", run_vitals("plugins", "--plugin-dir", plugins).stdout)
+
+        # An unchanged file is not loaded again, and its probes keep their history.
+        def last_reload():
+            return re.search(r"^vitals_config_last_reload_success_timestamp_seconds (\S+)$",
+                             agent.get("/metrics")[1], re.M).group(1)
+        reloaded_at = last_reload()
+        self.assertEqual(agent.log().count("[probe.a] created"), 2)
+        agent.signal(signal.SIGHUP)
+        wait_for(lambda: last_reload() != reloaded_at, what="the second reload")
+        self.assertEqual(agent.log().count("[probe.a] created"), 2)  # the same instance
+        self.assertEqual(agent.log().count("plugin fake-ok 0.0.2 reloaded"), 1)
 
     def test_sighup_storm(self):
         dep = Listener(free_port())
