@@ -51,6 +51,7 @@ def last_time(logs, key):
 
 def boot(c, design):
     """One boot; returns its timeline in ms since t0."""
+    seen = len(c.stdout())  # what earlier boots wrote
     t0 = time.time()
     c.start()
 
@@ -76,8 +77,7 @@ def boot(c, design):
     row["mcp.listening"] = ms(last_time(logs, "mcp-listening"))
     if design == "vitals":
         row["ollama.listening"] = ms(last_time(logs, "ollama-listening"))
-        boot_logs = logs[logs.rfind("s6-rc: info: service s6rc-oneshot-runner: starting"):]
-        for probe, took in RUN_TOOK.findall(boot_logs):
+        for probe, took in RUN_TOOK.findall(c.stdout()[seen:]):
             row[f"{probe}.run"] = float(took)
     first = max(could["postgresql"], could["ollama"])
     chain = st["mcp"]["since"] - first

@@ -102,8 +102,13 @@ class Container:
         return self.inspect("{{.State.Running}}") == "true"
 
     def logs(self):
+        """Everything the container wrote: its stdout (the services: run scripts say exec 2>&1),
+        then its stderr (s6-overlay's own lines); podman keeps the two apart."""
         p = podman("logs", self.name, check=False)
         return p.stdout + p.stderr
+
+    def stdout(self):
+        return podman("logs", self.name, check=False).stdout
 
     def healthcheck(self):
         """`podman healthcheck run` (the image's HEALTHCHECK, i.e. `vitals check`):
