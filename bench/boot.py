@@ -57,7 +57,7 @@ def boot(c, design):
 
     def healthy():
         return c.healthcheck()[2] == "healthy"
-    wait_for(f"{design} healthy", healthy, 300, interval=0.25)
+    wait_for(healthy, 300, interval=0.25, what=f"{design} healthy")
     t_healthy = time.time()
     st = {s: c.svstat(f"svc-{s}") for s in ("postgresql", "ollama", "mcp")}
     logs = c.logs()

@@ -53,8 +53,8 @@ def wait_healthy(c, timeout=180):
         seen.append(c.healthcheck())
         return seen[-1][2] == "healthy"
     try:
-        wait_for(f"{c.name} healthy", healthy, timeout, interval=0.3)
-    except TimeoutError:
+        wait_for(healthy, timeout, interval=0.3, what=f"{c.name} healthy")
+    except AssertionError:
         pass
     return seen
 

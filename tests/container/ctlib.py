@@ -5,11 +5,14 @@ PostgreSQL on the published (host network) ports, and s6's own state read with `
 """
 import datetime
 import json
-import socket
+import os
 import subprocess
-import time
+import sys
 import urllib.error
 import urllib.request
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
+from vitals_testlib import free_port, wait_for  # noqa: E402,F401 - shared with the integration tests
 
 IMAGE = "localhost/vitals-allinone:test"
 
@@ -23,27 +26,6 @@ def run(*args, check=True, timeout=120, input=None):
 
 def podman(*args, **kw):
     return run("podman", *args, **kw)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(what, predicate, timeout, interval=0.2):
-    """Calls predicate() until it returns a true value; returns it, or raises after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = predicate()
-            if last:
-                return last
-        except Exception as e:  # noqa: BLE001 - any failure just means "not yet"
-            last = e
-        time.sleep(interval)
-    raise TimeoutError(f"{what}: not within {timeout}s (last: {last!r})")
 
 
 def http_get(url, timeout=3):
