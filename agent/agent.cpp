@@ -17,8 +17,9 @@
 
 namespace vitals {
 
-std::string plugin_dir_for(const Config& c) {
-  return c.plugin_dir.empty() ? PluginHost::default_dir() : c.plugin_dir;
+std::vector<std::string> plugin_dirs_for(const Config& c) {
+  if (c.plugin_dirs.empty()) return {PluginHost::default_dir()};
+  return c.plugin_dirs;
 }
 
 std::optional<Prepared> prepare(const std::string& config_path,
@@ -32,7 +33,7 @@ std::optional<Prepared> prepare(const std::string& config_path,
   }
   Prepared out{std::move(*parsed.config), std::make_shared<PluginHost>(), {}};
   const Config& c = out.config;
-  out.plugins->scan(plugin_dir_for(c));
+  out.plugins->scan(plugin_dirs_for(c));
   std::size_t hung_creates = 0;
   if (!only_probe.empty() && !c.probe(only_probe)) {
     std::string names;
@@ -63,7 +64,8 @@ std::optional<Prepared> prepare(const std::string& config_path,
         std::sort(sorted.begin(), sorted.end());
         std::string names;
         for (const auto& n : sorted) names += (names.empty() ? "" : ", ") + n;
-        errors.push_back(where + ".plugin: no plugin '" + pc.plugin + "' in " + out.plugins->dir() +
+        errors.push_back(where + ".plugin: no plugin '" + pc.plugin + "' in " +
+                         out.plugins->dirs_text() +
                          "; available: " + (names.empty() ? "(none)" : names));
       }
       continue;
@@ -137,7 +139,7 @@ void log_plugins(const PluginHost& now, const PluginHost* before) {
       added += (added.empty() ? "" : ", ") + std::string(p->desc.name) + " " + version;
     }
   }
-  if (!added.empty()) spdlog::info("plugins loaded from {}: {}", now.dir(), added);
+  if (!added.empty()) spdlog::info("plugins loaded from {}: {}", now.dirs_text(), added);
 }
 
 class Agent {

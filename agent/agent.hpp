@@ -32,8 +32,9 @@ std::optional<Prepared> prepare(const std::string& config_path,
 // Sets the level of every logger (the agent's and each probe's) to the config's log_level.
 void apply_log_level(const Config& c);
 
-// The plugin directory a config uses (its plugin_dir, else the default beside the executable).
-std::string plugin_dir_for(const Config& c);
+// The plugin folders a config uses, in search order (its plugin_dir, else the default beside the
+// executable).
+std::vector<std::string> plugin_dirs_for(const Config& c);
 
 // Exit codes in s6's vocabulary.
 enum Exit { kOk = 0, kUnhealthy = 1, kPermanent = 100, kTemporary = 111 };

@@ -224,24 +224,33 @@ int cmd_once(int argc, char** argv) {
   return code;
 }
 
-// The plugin folder `plugins` and `describe` read: --plugin-dir, the config's, or the default. A
+// The plugin folders `plugins` and `describe` read: --plugin-dir, the config's, or the default. A
 // folder that cannot be listed is an error naming it (not an empty listing).
-std::string plugin_dir_from(const Args& a, std::vector<std::string>& errors) {
-  std::string dir = PluginHost::default_dir();
+std::vector<std::string> plugin_dirs_from(const Args& a, std::vector<std::string>& errors) {
+  std::vector<std::string> dirs{PluginHost::default_dir()};
   if (a.has("--plugin-dir")) {
-    dir = a.get("--plugin-dir");
+    dirs = {a.get("--plugin-dir")};
   } else if (a.has("--config")) {
     ConfigResult c = load_config(a.get("--config"));
     if (!c.config) {
       errors = c.errors;
-      return "";
+      return {};
     }
-    dir = plugin_dir_for(*c.config);
+    dirs = plugin_dirs_for(*c.config);
   }
+  for (const auto& dir : dirs) {
+    std::error_code ec;
+    std::filesystem::directory_iterator probe(dir, ec);
+    if (ec)
+      errors.push_back("vitals: unable to read plugin directory " + dir + ": " + ec.message());
+  }
+  return dirs;
+}
+
+// Whether `path` is a file directly in folder `dir`.
+bool in_folder(const std::string& path, const std::string& dir) {
   std::error_code ec;
-  std::filesystem::directory_iterator probe(dir, ec);
-  if (ec) errors.push_back("vitals: unable to read plugin directory " + dir + ": " + ec.message());
-  return dir;
+  return std::filesystem::equivalent(std::filesystem::path(path).parent_path(), dir, ec);
 }
 
 int cmd_plugins(int argc, char** argv) {
@@ -249,17 +258,21 @@ int cmd_plugins(int argc, char** argv) {
   if (a.has("--help")) return std::fputs(kUsage, stdout), kOk;
   if (!a.error.empty()) return usage_error(a.error);
   std::vector<std::string> errors;
-  const std::string dir = plugin_dir_from(a, errors);
+  const std::vector<std::string> dirs = plugin_dirs_from(a, errors);
   if (!errors.empty()) return print_errors(errors), kPermanent;
   PluginHost host;
-  host.scan(dir);
-  std::printf("plugin directory: %s\n", dir.c_str());
-  for (const auto& p : host.plugins())
-    std::printf("  %-10s %-8s ABI %u.%u  %s\n", p->desc.name,
-                p->desc.version ? p->desc.version : "", p->desc.abi_major, p->desc.abi_minor,
-                p->desc.description ? p->desc.description : "");
-  for (const auto& r : host.refusals())
-    std::printf("  refused %s (%s): %s\n", r.path.c_str(), r.reason.c_str(), r.message.c_str());
+  host.scan(dirs);
+  for (const auto& dir : dirs) {  // in search order, each with what it holds
+    std::printf("plugin directory: %s\n", dir.c_str());
+    for (const auto& p : host.plugins())
+      if (in_folder(p->path, dir))
+        std::printf("  %-10s %-8s ABI %u.%u  %s\n", p->desc.name,
+                    p->desc.version ? p->desc.version : "", p->desc.abi_major, p->desc.abi_minor,
+                    p->desc.description ? p->desc.description : "");
+    for (const auto& r : host.refusals())
+      if (in_folder(r.path, dir))
+        std::printf("  refused %s (%s): %s\n", r.path.c_str(), r.reason.c_str(), r.message.c_str());
+  }
   return kOk;
 }
 
@@ -269,17 +282,18 @@ int cmd_describe(int argc, char** argv) {
   if (!a.error.empty()) return usage_error(a.error);
   if (a.positional.size() != 1) return usage_error("describe needs one PLUGIN name");
   std::vector<std::string> errors;
-  const std::string dir = plugin_dir_from(a, errors);
+  const std::vector<std::string> dirs = plugin_dirs_from(a, errors);
   if (!errors.empty()) return print_errors(errors), kPermanent;
   PluginHost host;
-  host.scan(dir);
+  host.scan(dirs);
   const Plugin* p = host.find(a.positional[0]);
   if (!p) {
     if (const Refusal* r = host.refusal_for(a.positional[0]))
       std::fprintf(stderr, "vitals: plugin '%s' was refused (%s): %s\n", a.positional[0].c_str(),
                    r->reason.c_str(), r->message.c_str());
     else
-      std::fprintf(stderr, "vitals: no plugin '%s' in %s\n", a.positional[0].c_str(), dir.c_str());
+      std::fprintf(stderr, "vitals: no plugin '%s' in %s\n", a.positional[0].c_str(),
+                   host.dirs_text().c_str());
     return kPermanent;
   }
   const vitals_plugin& d = p->desc;

@@ -387,11 +387,22 @@ ConfigResult parse_config(std::string_view text, const std::string& file) {
   Config c;
   c.file = file;
   parse_listen_key(w, root, c.listen);
-  if (root["plugin_dir"]) {
-    if (auto v = w.scalar(root["plugin_dir"], "plugin_dir")) {
-      std::filesystem::path dir(*v);
-      if (dir.is_relative()) dir = std::filesystem::path(file).parent_path() / dir;
-      c.plugin_dir = dir.lexically_normal().string();
+  if (const YAML::Node& dirs = root["plugin_dir"]) {
+    // One folder or a list, searched in order; relative to the config file's folder.
+    auto add = [&](const YAML::Node& n, const std::string& path) {
+      if (auto v = w.scalar(n, path)) {
+        std::filesystem::path dir(*v);
+        if (dir.is_relative()) dir = std::filesystem::path(file).parent_path() / dir;
+        c.plugin_dirs.push_back(dir.lexically_normal().string());
+      }
+    };
+    if (dirs.IsSequence()) {
+      if (dirs.size() == 0)
+        w.error(dirs, "plugin_dir", "expected a folder or a list of folders, got []");
+      for (std::size_t i = 0; i < dirs.size(); ++i)
+        add(dirs[i], "plugin_dir[" + std::to_string(i) + "]");
+    } else {
+      add(dirs, "plugin_dir");
     }
   }
   if (root["log_level"]) {

@@ -48,7 +48,7 @@ struct ProbeConfig {
 struct Config {
   std::string file;                       // as given by the user, for messages
   std::string listen = "127.0.0.1:9851";  // host:port
-  std::string plugin_dir;                 // empty: the default beside the executable
+  std::vector<std::string> plugin_dirs;   // searched in order; empty: the default beside the binary
   LogLevel log_level = LogLevel::Info;
   Millis start_period{60'000};
   std::optional<bool> expose_details;  // default: true on a loopback listener

@@ -111,19 +111,27 @@ std::string PluginHost::default_dir() {
   return pkglib_dir() + "/plugins";
 }
 
-void PluginHost::scan(const std::string& dir) {
+std::string PluginHost::dirs_text() const {
+  std::string out;
+  for (const auto& d : dirs_) out += (out.empty() ? "" : ", ") + d;
+  return out;
+}
+
+void PluginHost::scan(const std::vector<std::string>& dirs) {
   namespace fs = std::filesystem;
-  dir_ = dir;
-  std::vector<std::string> files;
-  std::error_code ec;
-  for (const auto& entry : fs::directory_iterator(dir, ec))
-    if (entry.path().extension() == ".so") files.push_back(entry.path().string());
-  std::sort(files.begin(), files.end());
-  for (const auto& f : files) {
-    if (auto refusal = load(f)) {
-      std::lock_guard lock(g_counts_mutex);
-      ++g_counts[refusal->reason];
-      refusals_.push_back(std::move(*refusal));
+  dirs_ = dirs;
+  for (const auto& dir : dirs) {
+    std::vector<std::string> files;
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator(dir, ec))
+      if (entry.path().extension() == ".so") files.push_back(entry.path().string());
+    std::sort(files.begin(), files.end());
+    for (const auto& f : files) {
+      if (auto refusal = load(f)) {
+        std::lock_guard lock(g_counts_mutex);
+        ++g_counts[refusal->reason];
+        refusals_.push_back(std::move(*refusal));
+      }
     }
   }
 }

@@ -28,21 +28,25 @@ struct Refusal {
 
 class PluginHost {
  public:
-  // Loads every *.so in dir (not recursive). Handles stay open for the life of the process; a
-  // rescan reuses them, unless the file was replaced (a new inode): then the new file is loaded.
-  void scan(const std::string& dir);
+  // Loads every *.so in each folder (not recursive), folder by folder in order: a name already
+  // loaded from an earlier folder is refused (duplicate_name). Handles stay open for the life of
+  // the process; a rescan reuses them, unless the file was replaced (a new inode): then the new
+  // file is loaded.
+  void scan(const std::vector<std::string>& dirs);
+  void scan(const std::string& dir) { scan(std::vector<std::string>{dir}); }
   const Plugin* find(const std::string& name) const;
   const Refusal* refusal_for(const std::string& name) const;
   const std::vector<std::shared_ptr<Plugin>>& plugins() const { return plugins_; }
   const std::vector<Refusal>& refusals() const { return refusals_; }
-  const std::string& dir() const { return dir_; }
+  const std::vector<std::string>& dirs() const { return dirs_; }
+  std::string dirs_text() const;  // "A" or "A, B", for messages
 
   // The default plugin directory: <exe dir>/<bin-to-pkglib>/plugins.
   static std::string default_dir();
 
  private:
   std::optional<Refusal> load(const std::string& path);
-  std::string dir_;
+  std::vector<std::string> dirs_;
   std::vector<std::shared_ptr<Plugin>> plugins_;
   std::vector<Refusal> refusals_;
 };

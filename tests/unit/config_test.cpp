@@ -107,7 +107,7 @@ TEST_CASE("a full config parses with every key typed", "[config]") {
   REQUIRE(r.config);
   const Config& c = *r.config;
   CHECK(c.listen == "127.0.0.1:9851");
-  CHECK(c.plugin_dir == "plugins");
+  CHECK(c.plugin_dirs == std::vector<std::string>{"plugins"});
   CHECK(c.log_level == LogLevel::Debug);
   CHECK(c.start_period == Millis(90'000));
   CHECK(c.expose_details == false);
@@ -187,9 +187,27 @@ TEST_CASE("environment expansion", "[config]") {
 }
 
 TEST_CASE("a relative plugin_dir is resolved against the config file's folder", "[config]") {
-  CHECK(parse_config("plugin_dir: ./p\n", "/etc/vitals/v.yaml").config->plugin_dir ==
-        "/etc/vitals/p");
-  CHECK(parse_config("plugin_dir: /opt/p\n", "/etc/vitals/v.yaml").config->plugin_dir == "/opt/p");
+  using Dirs = std::vector<std::string>;
+  CHECK(parse_config("plugin_dir: ./p\n", "/etc/vitals/v.yaml").config->plugin_dirs ==
+        Dirs{"/etc/vitals/p"});
+  CHECK(parse_config("plugin_dir: /opt/p\n", "/etc/vitals/v.yaml").config->plugin_dirs ==
+        Dirs{"/opt/p"});
+  CHECK(parse_config("listen: 127.0.0.1:1\n", "/etc/vitals/v.yaml").config->plugin_dirs.empty());
+}
+
+TEST_CASE("plugin_dir may be a list of folders, kept in order", "[config]") {
+  using Dirs = std::vector<std::string>;
+  CHECK(parse_config("plugin_dir: [/usr/lib/vitals/plugins, ./mine]\n", "/etc/vitals/v.yaml")
+            .config->plugin_dirs == Dirs{"/usr/lib/vitals/plugins", "/etc/vitals/mine"});
+  CHECK(parse_config("plugin_dir:\n  - /b\n  - /a\n", "v.yaml").config->plugin_dirs ==
+        Dirs{"/b", "/a"});
+  ConfigResult empty = parse_config("plugin_dir: []\n", "v.yaml");
+  CHECK_FALSE(empty.config);
+  CHECK(empty.errors ==
+        Dirs{"v.yaml:1: plugin_dir: expected a folder or a list of folders, got []"});
+  ConfigResult nested = parse_config("plugin_dir: [/a, [/b]]\n", "v.yaml");
+  CHECK_FALSE(nested.config);
+  CHECK(nested.errors == Dirs{"v.yaml:1: plugin_dir[1]: expected a single value"});
 }
 
 TEST_CASE("same_definition decides which probes keep their history on reload", "[config]") {

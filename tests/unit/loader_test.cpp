@@ -85,6 +85,33 @@ TEST_CASE("each refusal reason is counted in /metrics", "[loader]") {
   }
 }
 
+TEST_CASE("plugin folders are searched in order; a name seen again is a duplicate", "[loader]") {
+  Scratch s;
+  chmod(s.dir.c_str(), 0755);
+  const fs::path first = s.dir / "first", second = s.dir / "second";
+  for (const auto& d : {first, second}) {
+    fs::create_directory(d);
+    chmod(d.c_str(), 0755);
+  }
+  const fs::path fakes(VITALS_TEST_PLUGIN_DIR);
+  fs::copy_file(fakes / "fake-ok.so", first / "fake-ok.so");
+  fs::copy_file(fakes / "fake-ok.so", second / "fake-ok.so");
+  fs::copy_file(fakes / "fake-throws.so", second / "fake-throws.so");
+  PluginHost host;
+  host.scan(std::vector<std::string>{first.string(), second.string()});
+  REQUIRE(host.find("fake-ok"));
+  CHECK(host.find("fake-ok")->path == (first / "fake-ok.so").string());
+  REQUIRE(host.find("fake-throws"));  // found in the second folder only
+  CHECK(host.find("fake-throws")->path == (second / "fake-throws.so").string());
+  REQUIRE(host.refusals().size() == 1);
+  const Refusal& r = host.refusals().front();
+  CHECK(r.path == (second / "fake-ok.so").string());
+  CHECK(r.reason == "duplicate_name");
+  CHECK(r.message ==
+        "duplicate plugin name 'fake-ok', already loaded from " + (first / "fake-ok.so").string());
+  CHECK(host.dirs_text() == first.string() + ", " + second.string());
+}
+
 TEST_CASE("the loader refuses plugins on unsafe paths", "[loader]") {
   Scratch s;
   const fs::path copy = s.dir / "fake-ok.so";

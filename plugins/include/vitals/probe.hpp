@@ -7,6 +7,8 @@
 //   };
 //   VITALS_PROBE(TcpProbe, "tcp", "1.0.0", "Connect to a TCP port", kOptions)
 //
+// A plugin without options leaves the table out: VITALS_PROBE(Uptime, "uptime", "1.0.0", "...").
+//
 // No exception ever crosses the C boundary: the generated callbacks catch everything.
 #pragma once
 
@@ -189,9 +191,9 @@ void destroy(void* instance) {
 
 }  // namespace detail
 
-template <class P, size_t N>
-vitals_plugin describe(const char* name, const char* version, const char* description,
-                       const vitals_option (&options)[N]) {
+// A plugin without options (option_count 0, no table).
+template <class P>
+vitals_plugin describe(const char* name, const char* version, const char* description) {
   vitals_plugin d{};
   d.abi_major = VITALS_ABI_MAJOR;
   d.abi_minor = VITALS_ABI_MINOR;
@@ -199,19 +201,26 @@ vitals_plugin describe(const char* name, const char* version, const char* descri
   d.name = name;
   d.version = version;
   d.description = description;
-  d.options = options;
-  d.option_count = static_cast<uint32_t>(N);
   d.create = &detail::create<P>;
   d.run = &detail::run<P>;
   d.destroy = &detail::destroy<P>;
   return d;
 }
 
+template <class P, size_t N>
+vitals_plugin describe(const char* name, const char* version, const char* description,
+                       const vitals_option (&options)[N]) {
+  vitals_plugin d = describe<P>(name, version, description);
+  d.options = options;
+  d.option_count = static_cast<uint32_t>(N);
+  return d;
+}
+
 }  // namespace vitals
 
-#define VITALS_PROBE(Class, name, version, description, options)                          \
-  extern "C" VITALS_EXPORT const vitals_plugin* vitals_probe_entry(uint32_t host_major) { \
-    static const vitals_plugin desc =                                                     \
-        vitals::describe<Class>(name, version, description, options);                     \
-    return host_major == VITALS_ABI_MAJOR ? &desc : nullptr;                              \
+// VITALS_PROBE(Class, name, version, description[, options]): the option table may be left out.
+#define VITALS_PROBE(Class, name, version, ...)                                            \
+  extern "C" VITALS_EXPORT const vitals_plugin* vitals_probe_entry(uint32_t host_major) {  \
+    static const vitals_plugin desc = vitals::describe<Class>(name, version, __VA_ARGS__); \
+    return host_major == VITALS_ABI_MAJOR ? &desc : nullptr;                               \
   }
