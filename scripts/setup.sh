@@ -9,6 +9,7 @@ build=${1:-build}
 packages=(
   # build
   cmake g++ make pkg-config clang-format
+  dpkg-dev  # dpkg-shlibdeps, for the Debian packages (cpack -G DEB)
   libpoco-dev libyaml-cpp-dev libspdlog-dev libpq-dev catch2
   # run and test: real components
   postgresql-15 postgresql-contrib s6 execline prometheus python3 curl procps
