@@ -14,6 +14,7 @@
 #include <cstring>
 #include <string>
 
+#include "command_line.hpp"
 #include "config.hpp"
 #include "paths.hpp"
 
@@ -185,36 +186,10 @@ std::string check_listen(const std::string& config_path, std::string& error) {
 }
 
 int run_check(int argc, char** argv) {
-  std::string config, url, probe;
-  bool ready = false;
-  for (int i = 2; i < argc; ++i) {
-    const std::string a = argv[i];
-    auto value = [&](std::string& out) {
-      if (i + 1 >= argc) return false;
-      out = argv[++i];
-      return true;
-    };
-    bool ok = true;
-    if (a == "-c" || a == "--config")
-      ok = value(config);
-    else if (a == "--url")
-      ok = value(url);
-    else if (a == "--probe")
-      ok = value(probe);
-    else if (a == "--ready")
-      ready = true;
-    else if (a == "--help" || a == "-h") {
-      return say(kOk,
-                 "usage: vitals check [-c FILE | --url http://HOST:PORT] [--probe NAME | --ready]");
-    } else
-      ok = false;
-    if (!ok)
-      return say(
-          kFail,
-          "usage error: vitals check [-c FILE | --url http://HOST:PORT] [--probe NAME | --ready]");
-  }
-  if (ready && !probe.empty())
-    return say(kFail, "usage error: --probe and --ready exclude each other");
+  const CommandLine cl = parse_command_line(argc, argv);
+  if (cl.exit) return *cl.exit;  // help (0) or a usage error (1), said on stdout
+  const std::string &config = cl.config, &url = cl.url, &probe = cl.probe;
+  const bool ready = cl.ready;
 
   std::string listen, error;
   if (!url.empty()) {

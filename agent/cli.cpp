@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "agent.hpp"
+#include "command_line.hpp"
 #include "notify.hpp"
 #include "options.hpp"
 #include "paths.hpp"
@@ -21,93 +22,6 @@
 namespace vitals {
 
 namespace {
-
-constexpr const char* kUsage = R"(usage: vitals <command> [options]
-
-commands:
-  run [-c FILE] [--notify-fd N]      run the agent in the foreground (HTTP /health, /livez, /readyz, /metrics)
-  check [-c FILE | --url URL] [--probe NAME | --ready]
-                                     ask a running agent; exit 0 if it answers 200, else 1
-  once -c FILE --probe NAME [--json] run one probe once; exit 0 pass/warn, 1 fail, 100 config error
-  notify -c FILE --probe NAME [--notify-fd N] [--deadline D] -- PROG ARGS...
-                                     chain-load PROG and signal s6 readiness once the probe passes
-  validate -c FILE                   check a config (plugins and options too); exit 0 or 100
-  plugins [--plugin-dir DIR | -c FILE]
-                                     list loadable plugins and refused files
-  describe PLUGIN [--plugin-dir DIR | -c FILE]
-                                     print a plugin's option table
-  version                            print the version
-
-exit codes: 0 ok, 1 unhealthy (check, once), 100 permanent error (usage, config, plugin refused),
-111 temporary error (cannot bind, notification fd not open, a plugin create() past its timeout)
-)";
-
-// Minimal flag parsing: "--flag value", "-c value", "--flag=value", boolean flags, positionals.
-struct Args {
-  std::map<std::string, std::string> values;
-  std::vector<std::string> positional;
-  std::vector<std::string> rest;  // after "--"
-  std::string error;
-
-  bool has(const std::string& k) const { return values.count(k) > 0; }
-  std::string get(const std::string& k, const std::string& fallback = "") const {
-    auto it = values.find(k);
-    return it == values.end() ? fallback : it->second;
-  }
-};
-
-Args parse_args(int argc, char** argv, int first, const std::vector<std::string>& with_value,
-                const std::vector<std::string>& booleans) {
-  Args a;
-  auto canonical = [](std::string f) { return f == "-c" ? std::string("--config") : f; };
-  for (int i = first; i < argc; ++i) {
-    std::string arg = argv[i];
-    if (arg == "--") {
-      for (++i; i < argc; ++i) a.rest.push_back(argv[i]);
-      break;
-    }
-    if (arg.size() > 1 && arg[0] == '-') {
-      std::string value;
-      bool inline_value = false;
-      if (auto eq = arg.find('='); eq != std::string::npos) {
-        value = arg.substr(eq + 1);
-        arg = arg.substr(0, eq);
-        inline_value = true;
-      }
-      arg = canonical(arg);
-      if (std::find(booleans.begin(), booleans.end(), arg) != booleans.end()) {
-        a.values[arg] = "true";
-      } else if (std::find(with_value.begin(), with_value.end(), arg) != with_value.end()) {
-        if (!inline_value) {
-          if (i + 1 >= argc) {
-            a.error = arg + " needs a value";
-            return a;
-          }
-          value = argv[++i];
-        }
-        a.values[arg] = value;
-      } else {
-        a.error = "unknown option " + arg;
-        return a;
-      }
-    } else {
-      a.positional.push_back(arg);
-    }
-  }
-  return a;
-}
-
-int usage_error(const std::string& message) {
-  std::fprintf(stderr, "vitals: %s\n%s", message.c_str(), kUsage);
-  return kPermanent;
-}
-
-std::optional<int> parse_fd(const std::string& text) {
-  char* end = nullptr;
-  long v = std::strtol(text.c_str(), &end, 10);
-  if (text.empty() || *end || v < 3 || v > 1 << 20) return std::nullopt;
-  return static_cast<int>(v);
-}
 
 void setup_logging() {
   // Identical consecutive lines are collapsed ("Skipped N duplicate messages..").
@@ -122,13 +36,12 @@ void print_errors(const std::vector<std::string>& errors) {
   for (const auto& e : errors) std::fprintf(stderr, "%s\n", e.c_str());
 }
 
-int cmd_run(int argc, char** argv) {
-  Args a = parse_args(argc, argv, 2, {"--config", "--notify-fd"}, {"--help"});
-  if (a.has("--help")) return std::fputs(kUsage, stdout), kOk;
-  if (!a.error.empty()) return usage_error(a.error);
-  std::optional<int> fd;
-  if (a.has("--notify-fd") && !(fd = parse_fd(a.get("--notify-fd"))))
-    return usage_error("--notify-fd needs a number of 3 or more");
+// The config a subcommand uses: -c FILE, else the installed one.
+std::string config_path(const CommandLine& cl) {
+  return cl.config.empty() ? default_config_path() : cl.config;
+}
+
+int cmd_run(const CommandLine& cl) {
   // One connection costs one fd: take the whole hard limit, so a burst of clients is served
   // (1024, a common soft limit, is not enough for the 1024 connection threads).
   rlimit nofile{};
@@ -141,14 +54,11 @@ int cmd_run(int argc, char** argv) {
   sigemptyset(&set);
   for (int s : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&set, s);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
-  return run_agent(a.get("--config", default_config_path()), fd);
+  return run_agent(config_path(cl), cl.notify_fd);
 }
 
-int cmd_validate(int argc, char** argv) {
-  Args a = parse_args(argc, argv, 2, {"--config"}, {"--help"});
-  if (a.has("--help")) return std::fputs(kUsage, stdout), kOk;
-  if (!a.error.empty()) return usage_error(a.error);
-  const std::string path = a.get("--config", default_config_path());
+int cmd_validate(const CommandLine& cl) {
+  const std::string path = config_path(cl);
   std::vector<std::string> errors;
   spdlog::set_level(spdlog::level::err);
   auto prepared = prepare(path, {}, errors);
@@ -175,21 +85,17 @@ std::string json_number_unit(uint32_t unit) {
   }
 }
 
-int cmd_once(int argc, char** argv) {
-  Args a = parse_args(argc, argv, 2, {"--config", "--probe"}, {"--json", "--help"});
-  if (a.has("--help")) return std::fputs(kUsage, stdout), kOk;
-  if (!a.error.empty()) return usage_error(a.error);
-  if (!a.has("--probe")) return usage_error("once needs --probe NAME");
-  const std::string name = a.get("--probe");
+int cmd_once(const CommandLine& cl) {
+  const std::string& name = cl.probe;
   std::vector<std::string> errors;
-  auto prepared = prepare(a.get("--config", default_config_path()), {}, errors, name);
+  auto prepared = prepare(config_path(cl), {}, errors, name);
   if (!prepared) {
     print_errors(errors);
     return kPermanent;
   }
   std::shared_ptr<Probe> probe = prepared->probes.front();
   const RunResult r = probe->run_guarded(probe);
-  if (a.has("--json")) {
+  if (cl.json) {
     std::string out = "{\"probe\":";
     append_json_string(out, name);
     out += ",\"plugin\":";
@@ -226,12 +132,12 @@ int cmd_once(int argc, char** argv) {
 
 // The plugin folders `plugins` and `describe` read: --plugin-dir, the config's, or the default. A
 // folder that cannot be listed is an error naming it (not an empty listing).
-std::vector<std::string> plugin_dirs_from(const Args& a, std::vector<std::string>& errors) {
+std::vector<std::string> plugin_dirs_from(const CommandLine& cl, std::vector<std::string>& errors) {
   std::vector<std::string> dirs{PluginHost::default_dir()};
-  if (a.has("--plugin-dir")) {
-    dirs = {a.get("--plugin-dir")};
-  } else if (a.has("--config")) {
-    ConfigResult c = load_config(a.get("--config"));
+  if (!cl.plugin_dirs.empty()) {
+    dirs = cl.plugin_dirs;
+  } else if (!cl.config.empty()) {
+    ConfigResult c = load_config(cl.config);
     if (!c.config) {
       errors = c.errors;
       return {};
@@ -253,12 +159,9 @@ bool in_folder(const std::string& path, const std::string& dir) {
   return std::filesystem::equivalent(std::filesystem::path(path).parent_path(), dir, ec);
 }
 
-int cmd_plugins(int argc, char** argv) {
-  Args a = parse_args(argc, argv, 2, {"--config", "--plugin-dir"}, {"--help"});
-  if (a.has("--help")) return std::fputs(kUsage, stdout), kOk;
-  if (!a.error.empty()) return usage_error(a.error);
+int cmd_plugins(const CommandLine& cl) {
   std::vector<std::string> errors;
-  const std::vector<std::string> dirs = plugin_dirs_from(a, errors);
+  const std::vector<std::string> dirs = plugin_dirs_from(cl, errors);
   if (!errors.empty()) return print_errors(errors), kPermanent;
   PluginHost host;
   host.scan(dirs);
@@ -276,23 +179,19 @@ int cmd_plugins(int argc, char** argv) {
   return kOk;
 }
 
-int cmd_describe(int argc, char** argv) {
-  Args a = parse_args(argc, argv, 2, {"--config", "--plugin-dir"}, {"--help"});
-  if (a.has("--help")) return std::fputs(kUsage, stdout), kOk;
-  if (!a.error.empty()) return usage_error(a.error);
-  if (a.positional.size() != 1) return usage_error("describe needs one PLUGIN name");
+int cmd_describe(const CommandLine& cl) {
   std::vector<std::string> errors;
-  const std::vector<std::string> dirs = plugin_dirs_from(a, errors);
+  const std::vector<std::string> dirs = plugin_dirs_from(cl, errors);
   if (!errors.empty()) return print_errors(errors), kPermanent;
   PluginHost host;
   host.scan(dirs);
-  const Plugin* p = host.find(a.positional[0]);
+  const Plugin* p = host.find(cl.plugin);
   if (!p) {
-    if (const Refusal* r = host.refusal_for(a.positional[0]))
-      std::fprintf(stderr, "vitals: plugin '%s' was refused (%s): %s\n", a.positional[0].c_str(),
+    if (const Refusal* r = host.refusal_for(cl.plugin))
+      std::fprintf(stderr, "vitals: plugin '%s' was refused (%s): %s\n", cl.plugin.c_str(),
                    r->reason.c_str(), r->message.c_str());
     else
-      std::fprintf(stderr, "vitals: no plugin '%s' in %s\n", a.positional[0].c_str(),
+      std::fprintf(stderr, "vitals: no plugin '%s' in %s\n", cl.plugin.c_str(),
                    host.dirs_text().c_str());
     return kPermanent;
   }
@@ -320,20 +219,20 @@ extern "C" int vitals_core_main(int argc, char** argv) {
   using namespace vitals;
   signal(SIGPIPE, SIG_IGN);
   setup_logging();
-  const std::string cmd = argc > 1 ? argv[1] : "";
+  const CommandLine cl = parse_command_line(argc, argv);
+  if (cl.exit) return *cl.exit;
+  const std::string& cmd = cl.command;
   try {
-    if (cmd == "run") return cmd_run(argc, argv);
-    if (cmd == "validate") return cmd_validate(argc, argv);
-    if (cmd == "once") return cmd_once(argc, argv);
-    if (cmd == "notify") return cmd_notify(argc, argv);
-    if (cmd == "plugins") return cmd_plugins(argc, argv);
-    if (cmd == "describe") return cmd_describe(argc, argv);
-    if (cmd == "version" || cmd == "--version")
-      return std::printf("vitals %s\n", VITALS_VERSION), kOk;
-    if (cmd == "help" || cmd == "--help" || cmd == "-h") return std::fputs(kUsage, stdout), kOk;
+    if (cmd == "run") return cmd_run(cl);
+    if (cmd == "validate") return cmd_validate(cl);
+    if (cmd == "once") return cmd_once(cl);
+    if (cmd == "notify") return cmd_notify(cl);
+    if (cmd == "plugins") return cmd_plugins(cl);
+    if (cmd == "describe") return cmd_describe(cl);
+    if (cmd == "version") return std::printf("vitals %s\n", VITALS_VERSION), kOk;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "vitals: fatal: %s\n", e.what());
     return kTemporary;
   }
-  return usage_error(cmd.empty() ? "missing command" : "unknown command '" + cmd + "'");
+  return kPermanent;  // `check` is answered by the front end (main.cpp) before the core loads
 }

@@ -18,6 +18,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "agent.hpp"
 #include "readiness.hpp"
@@ -29,8 +30,6 @@ namespace {
 constexpr Millis kNotifyDefaultInterval{10};
 constexpr Millis kSettleAfter{1000};  // a failure unchanged for this long is settled
 constexpr Millis kBackoffCap{1000};   // the slowest pace on a settled failure (or start_interval)
-constexpr const char* kUsage =
-    "usage: vitals notify -c FILE --probe NAME [--notify-fd N] [--deadline D] -- PROG ARGS...";
 
 int fail(int code, const std::string& message) {
   std::fprintf(stderr, "vitals notify: %s\n", message.c_str());
@@ -319,49 +318,12 @@ void poll_until_ready(const std::string& config_path, const std::string& name, i
 
 }  // namespace
 
-int cmd_notify(int argc, char** argv) {
-  std::string config_path, name;
-  std::optional<int> fd_flag;
+int cmd_notify(const CommandLine& cl) {
+  const std::string &config_path = cl.config, &name = cl.probe;
+  const std::optional<int> fd_flag = cl.notify_fd;
   std::optional<Millis> deadline;
-  int i = 2;
-  for (; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (a == "--") {
-      ++i;
-      break;
-    }
-    if (a == "--help" || a == "-h") {
-      std::printf("%s\n", kUsage);
-      return kOk;
-    }
-    std::string flag = a, v;
-    if (auto eq = a.find('='); a.rfind("--", 0) == 0 && eq != std::string::npos) {
-      flag = a.substr(0, eq);
-      v = a.substr(eq + 1);
-    } else if (i + 1 >= argc) {
-      return fail(kPermanent, a + " needs a value (" + kUsage + ")");
-    } else {
-      v = argv[++i];
-    }
-    if (flag == "-c" || flag == "--config")
-      config_path = v;
-    else if (flag == "--probe")
-      name = v;
-    else if (flag == "--notify-fd") {
-      char* end = nullptr;
-      const long n = std::strtol(v.c_str(), &end, 10);
-      if (*end || n < 3) return fail(kPermanent, "--notify-fd needs a number of 3 or more");
-      fd_flag = static_cast<int>(n);
-    } else if (flag == "--deadline") {
-      deadline = parse_duration(v);
-      if (!deadline) return fail(kPermanent, "invalid --deadline '" + v + "'; use e.g. 30s");
-    } else {
-      return fail(kPermanent, "unknown option " + a);
-    }
-  }
-  if (i >= argc) return fail(kPermanent, "missing -- PROG ARGS...");
-  if (config_path.empty() || name.empty())
-    return fail(kPermanent, "needs -c FILE and --probe NAME");
+  if (!cl.deadline.empty() && !(deadline = parse_duration(cl.deadline)))
+    return fail(kPermanent, "invalid --deadline '" + cl.deadline + "'; use e.g. 30s");
 
   // The notification fd first (its number may come from the config); the probe itself (plugin,
   // options, create) loads in the poller, and PROG starts only once it has.
@@ -424,8 +386,10 @@ int cmd_notify(int argc, char** argv) {
   sigemptyset(&none);
   // The system call itself: under ASan, sigprocmask() left PROG with most signals blocked.
   syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, nullptr, _NSIG / 8);
-  execvp(argv[i], argv + i);
-  std::fprintf(stderr, "vitals notify: unable to exec %s: %s\n", argv[i], strerror(errno));
+  std::vector<char*> args = cl.prog;
+  args.push_back(nullptr);
+  execvp(args[0], args.data());
+  std::fprintf(stderr, "vitals notify: unable to exec %s: %s\n", args[0], strerror(errno));
   return kTemporary;
 }
 

@@ -3,6 +3,8 @@
 // passes, then exits. The poller exits without notifying if PROG dies first.
 #pragma once
 
+#include "command_line.hpp"
+
 namespace vitals {
-int cmd_notify(int argc, char** argv);
+int cmd_notify(const CommandLine& cl);
 }

@@ -10,7 +10,7 @@ packages=(
   # build
   cmake g++ make pkg-config clang-format
   dpkg-dev  # dpkg-shlibdeps, for the Debian packages (cpack -G DEB)
-  libpoco-dev libyaml-cpp-dev libspdlog-dev libpq-dev catch2
+  libpoco-dev libyaml-cpp-dev libspdlog-dev libpq-dev catch2 libcli11-dev
   # run and test: real components
   postgresql-15 postgresql-contrib s6 execline prometheus python3 curl procps
   strace  # makes pidfd_open fail (ENOSYS) to test the fallback for kernels before 5.3
