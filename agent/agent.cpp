@@ -14,6 +14,7 @@
 #include "options.hpp"
 #include "readiness.hpp"
 #include "scheduler.hpp"
+#include "sd_notify.hpp"
 
 namespace vitals {
 
@@ -144,8 +145,10 @@ void log_plugins(const PluginHost& now, const PluginHost* before) {
 
 class Agent {
  public:
-  Agent(std::string path, std::optional<int> notify_flag)
-      : path_(std::move(path)), notify_flag_(notify_flag) {}
+  Agent(std::string path, std::optional<int> notify_flag, std::optional<SdNotify> sd)
+      : path_(std::move(path)), notify_flag_(notify_flag) {
+    if (sd) systemd_ = std::make_unique<AgentSdNotifier>(std::move(*sd));
+  }
 
   // The signals are blocked in every thread (cli.cpp blocks them before any thread starts): one
   // thread takes them from the start, so SIGTERM is heard even while startup is stuck in a plugin.
@@ -177,6 +180,7 @@ class Agent {
         continue;
       }
       spdlog::info("received {}, stopping", strsignal(sig));
+      if (systemd_) systemd_->stopping();
       stop_requested_ = true;
       wake_.notify_all();
       if (wake_.wait_for(lock, kStopGrace, [this] { return finished_; })) return;
@@ -237,6 +241,9 @@ class Agent {
     }
     http->start();
     scheduler_->start();
+    if (systemd_)
+      systemd_->start(
+          {[this] { return render_line(health_.snapshot()); }, [this] { return alive(); }});
     listen_ = prepared->config.listen;
     spdlog::info("vitals {} listening on {} (at most {} connections) with {} probe(s)",
                  VITALS_VERSION, listen_, http->max_connections(), prepared->config.probes.size());
@@ -249,10 +256,13 @@ class Agent {
       if (stop_requested_) break;
       reload_requested_ = false;
       lock.unlock();
+      if (systemd_) systemd_->reloading();
       reload();
+      if (systemd_) systemd_->reloaded();
       lock.lock();
     }
     lock.unlock();
+    if (systemd_) systemd_->stop();
     http->stop();
     scheduler_->stop(Millis(500));
     return kOk;
@@ -295,9 +305,12 @@ class Agent {
   }
 
   // After each recorded result, a start and a reload: the first time the agent is ready, the
-  // "has been ready" latch is set (it ends the start period's grace) and s6 is notified.
+  // "has been ready" latch is set (it ends the start period's grace) and s6 and systemd are
+  // notified (systemd also hears of every change of the summary).
   void check_ready() {
-    if (!health_.latch_ready() || !notifier_ || !notifier_->pending()) return;
+    const bool ready = health_.latch_ready();
+    if (systemd_) systemd_->update(ready);
+    if (!ready || !notifier_ || !notifier_->pending()) return;
     std::string why;
     if (notifier_->notify(why))
       spdlog::info("ready: notified s6");
@@ -318,6 +331,7 @@ class Agent {
   std::optional<int> notify_flag_;
   Health health_;
   std::unique_ptr<ReadinessNotifier> notifier_;
+  std::unique_ptr<AgentSdNotifier> systemd_;  // under systemd (NOTIFY_SOCKET)
   std::unique_ptr<Scheduler> scheduler_;
   std::optional<Prepared> current_;
   std::string listen_;
@@ -339,7 +353,14 @@ void apply_log_level(const Config& c) {
 }
 
 int run_agent(const std::string& config_path, std::optional<int> notify_fd_flag) {
-  Agent agent(config_path, notify_fd_flag);
+  std::string why;
+  auto sd = SdNotify::from_environment(why);
+  unset_sd_environment();  // no child (an exec probe's command, a worker) announces itself
+  if (!why.empty()) {
+    spdlog::error("{}", why);
+    return kPermanent;
+  }
+  Agent agent(config_path, notify_fd_flag, std::move(sd));
   return agent.run();
 }
 

@@ -235,8 +235,9 @@ class Flight {
 
 // The poller. It is not PROG's child (see cmd_notify), and watches PROG through ProgWatch.
 // It first loads the probe and sends its verdict on `verdict_fd`.
-void poll_until_ready(const std::string& config_path, const std::string& name, int fd,
-                      const ProgWatch& prog, std::optional<Millis> deadline, int verdict_fd) {
+void poll_until_ready(const std::string& config_path, const std::string& name,
+                      ReadinessNotifier& notifier, const ProgWatch& prog,
+                      std::optional<Millis> deadline, int verdict_fd) {
   // PROG's exit ends the poller at once, even in the middle of a probe run.
   std::thread([prog] {
     prog.exited(Millis(-1));
@@ -255,7 +256,6 @@ void poll_until_ready(const std::string& config_path, const std::string& name, i
   const Millis interval =
       probe->config().start_interval_set ? probe->config().start_interval : kNotifyDefaultInterval;
   const auto start = std::chrono::steady_clock::now();
-  ReadinessNotifier notifier(fd);
   Pace pace(interval);
   Flight flight(probe);
   bool said_hung = false;
@@ -281,9 +281,9 @@ void poll_until_ready(const std::string& config_path, const std::string& name, i
                      after_ms, r.duration_s * 1000);
       else
         spdlog::error(
-            "probe {} passed after {:.0f}ms, but unable to write the readiness newline "
-            "to notification-fd {}: {}; s6 does not know the service is ready",
-            name, after_ms, fd, why);
+            "probe {} passed after {:.0f}ms, but unable to {}: {}; the supervisor does not know "
+            "the service is ready",
+            name, after_ms, notifier.action(), why);
       return;
     }
     const std::string now = std::string(to_string(r.status)) + " at " + r.stage + ": " + r.message;
@@ -335,11 +335,14 @@ int cmd_notify(const CommandLine& cl) {
   std::string why;
   const auto fd = resolve_notify_fd(fd_flag, c.config->notify_fd, why);
   if (!why.empty()) return fail(kPermanent, why);
-  if (!fd)
+  // No s6 fd: systemd's socket (Type=notify, NotifyAccess=all), if there is one.
+  const auto sd = fd ? std::nullopt : SdNotify::from_environment(why);
+  if (!why.empty()) return fail(kPermanent, why);
+  if (!fd && !sd)
     return fail(kPermanent,
-                "no notification fd: pass --notify-fd or run from a service directory with "
-                "notification-fd");
-  if (why = notify_fd_problem(*fd); !why.empty()) return fail(kTemporary, why);
+                "no notification fd: pass --notify-fd, run from a service directory with "
+                "notification-fd, or under systemd (NOTIFY_SOCKET)");
+  if (fd && !(why = notify_fd_problem(*fd)).empty()) return fail(kTemporary, why);
 
   // Double fork: PROG forks A, A forks the poller B and exits, PROG reaps A and execs. B is never
   // PROG's child, so a daemon that reaps unknown children as crashed workers (the postmaster
@@ -361,7 +364,9 @@ int cmd_notify(const CommandLine& cl) {
       _exit(0);
     }
     if (fork() == 0) {
-      poll_until_ready(config_path, name, *fd, watch, deadline, verdict[1]);
+      auto notifier = fd ? std::make_unique<ReadinessNotifier>(fd)
+                         : std::make_unique<ReadinessNotifier>(*sd, prog);
+      poll_until_ready(config_path, name, *notifier, watch, deadline, verdict[1]);
       leave();
     }
     _exit(0);
@@ -378,7 +383,8 @@ int cmd_notify(const CommandLine& cl) {
   close(verdict[0]);
   if (n != 1) return fail(kTemporary, "the poller exited before loading probe " + name);
   if (code != kOk) return code;
-  close(*fd);  // only the poller may write to it
+  if (fd) close(*fd);      // only the poller may write to it
+  unset_sd_environment();  // PROG must not announce itself ready (Debian's PostgreSQL would)
   // PROG starts with default dispositions: vitals ignores SIGPIPE for itself, and an ignored signal
   // would stay ignored across exec (a blocked mask too).
   signal(SIGPIPE, SIG_DFL);

@@ -7,6 +7,8 @@
 #include <cstring>
 #include <fstream>
 
+#include <spdlog/spdlog.h>
+
 namespace vitals {
 
 std::optional<int> resolve_notify_fd(std::optional<int> flag, std::optional<int> config,
@@ -32,8 +34,20 @@ std::string notify_fd_problem(int fd) {
   return "";
 }
 
+// systemd files a notification under the unit of the process that sent it, which it finds from the
+// sender's pid when it reads the datagram. The poller of `vitals notify` sends for PROG (the unit's
+// main process) and exits at once: it names PROG as the sender where the kernel lets it (root), and
+// otherwise waits until systemd has read the message (BARRIER=1), while it can still be found.
 bool ReadinessNotifier::notify(std::string& error) {
-  if (fd_ < 0 || done_.exchange(true)) return false;
+  if (!pending() || done_.exchange(true)) return false;
+  if (sd_) {
+    bool as_self = false;
+    if (!sd_->send("READY=1\n", error, main_pid_, &as_self)) return false;
+    std::string late;  // a proxy that forwards READY=1 only (runc's) ignores a barrier: no error
+    if (as_self && !sd_->barrier(Millis(5000), late))
+      spdlog::debug("BARRIER=1 after READY=1 on NOTIFY_SOCKET {}: {}", sd_->socket(), late);
+    return true;
+  }
   ssize_t n;
   do {
     n = write(fd_, "\n", 1);
@@ -41,6 +55,11 @@ bool ReadinessNotifier::notify(std::string& error) {
   if (n != 1) error = n < 0 ? std::strerror(errno) : "nothing written";
   close(fd_);
   return n == 1;
+}
+
+std::string ReadinessNotifier::action() const {
+  if (sd_) return "send READY=1 on NOTIFY_SOCKET " + sd_->socket();
+  return "write the readiness newline to notification-fd " + std::to_string(fd_);
 }
 
 }  // namespace vitals
