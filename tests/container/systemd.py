@@ -88,6 +88,11 @@ def boot(etc):
                      in ("running", "degraded") and sh("systemctl", "is-system-running").stdout.strip(),
                      60, interval=0.5, what="systemd to finish booting")
     ck.check(True, "systemd boots as PID 1 in the container", state)
+    for unit in ("vitals.service", "vitals-postgresql.service"):
+        p = sh("systemd-analyze", "verify", f"/etc/systemd/system/{unit}")
+        ck.check(p.returncode == 0 and not (p.stdout + p.stderr).strip(),
+                 f"`systemd-analyze verify` finds nothing to say about packaging/systemd/{unit}",
+                 (p.stdout + p.stderr).strip())
     sh("sh", "-c", "cp /etc/vitals/web.service /etc/systemd/system/ && "
        "mkdir -p /etc/systemd/system/vitals.service.d && "
        "cp /etc/vitals/vitals-watchdog.conf /etc/systemd/system/vitals.service.d/ && "
