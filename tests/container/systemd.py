@@ -89,7 +89,7 @@ def boot(etc):
                      60, interval=0.5, what="systemd to finish booting")
     ck.check(True, "systemd boots as PID 1 in the container", state)
     for unit in ("vitals.service", "vitals-postgresql.service"):
-        p = sh("systemd-analyze", "verify", f"/etc/systemd/system/{unit}")
+        p = sh("systemd-analyze", "verify", f"/usr/lib/systemd/system/{unit}")
         ck.check(p.returncode == 0 and not (p.stdout + p.stderr).strip(),
                  f"`systemd-analyze verify` finds nothing to say about packaging/systemd/{unit}",
                  (p.stdout + p.stderr).strip())

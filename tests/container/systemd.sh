@@ -3,11 +3,12 @@
 #
 # Builds localhost/vitals-systemd:test: the shared Debian 12 base (tests/container/lib.sh), systemd
 # and the libraries vitals links, then BUILD_DIR installed with `cmake --install --prefix /usr`
-# (host and image are both Debian 12, so the binaries run as built) and the unit files of
-# packaging/systemd/. Then tests/container/systemd.py runs it with `podman run --systemd=always`
-# (systemd is PID 1 inside) and checks, as a user would with systemctl and journalctl: a Type=notify
-# unit wrapped by `vitals notify` starts only once its probe passes, the agent's STATUS= line in
-# `systemctl status`, reload, the watchdog restarting a SIGSTOPped agent; and
+# (host and image are both Debian 12, so the binaries run as built), with the unit files of
+# packaging/systemd/ in /usr/lib/systemd/system. Then tests/container/systemd.py runs it with
+# `podman run --systemd=always` (systemd is PID 1 inside) and checks, as a user would with
+# systemctl and journalctl: a Type=notify unit wrapped by `vitals notify` starts only once its
+# probe passes, the agent's STATUS= line in `systemctl status`, reload, the watchdog restarting a
+# SIGSTOPped agent; and
 # `podman run --sdnotify=container` with a NOTIFY_SOCKET the test binds on the host.
 #
 # Needs root and what scripts/setup.sh installs (podman, runc, debootstrap). About 1-2 minutes
@@ -34,7 +35,7 @@ libs=$(find "$ctx/root" -type f \( -name '*.so*' -o -perm -u+x \) -exec ldd {} +
 packages=$(for lib in $libs; do echo "$lib"; readlink -f "$lib"; echo "/usr$lib"; done | sort -u \
   | xargs dpkg -S 2>/dev/null | grep -v '^diversion ' | cut -d: -f1 | sort -u | tr '\n' ' ' || true)
 [ -n "$packages" ] || ct_die "found no library packages for the installed binaries"
-cp "$HERE/systemd/Containerfile" "$CT_SRC"/packaging/systemd/*.service "$ctx/"
+cp "$HERE/systemd/Containerfile" "$ctx/"
 ct_build --build-arg BASE_IMAGE="$BASE_IMAGE" --build-arg PACKAGES="$packages" -t "$IMAGE" "$ctx" \
   >"$WORK/build-systemd.log" 2>&1 || { tail -30 "$WORK/build-systemd.log"; ct_die "building $IMAGE failed"; }
 echo "built $IMAGE (with $packages): $(ct_since "$t0") s"
