@@ -52,6 +52,7 @@ std::optional<Prepared> prepare(const std::string& config_path,
       return plugin && p->plugin().handle == plugin->handle && p->config().same_definition(pc);
     });
     if (reused != previous.end()) {
+      (*reused)->state().history->resize(pc.history);  // `history:` may have changed
       out.probes.push_back(*reused);
       continue;
     }

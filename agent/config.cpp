@@ -381,8 +381,9 @@ ConfigResult parse_config(std::string_view text, const std::string& file) {
   YAML::Node loaded;
   if (!load_root(text, file, loaded, result.errors)) return result;
   const YAML::Node& root = loaded;  // const: operator[] must never insert
-  static const std::vector<std::string> kKeys = {
-      "listen", "plugin_dir", "log_level", "start_period", "expose_details", "readiness", "probes"};
+  static const std::vector<std::string> kKeys = {"listen",       "plugin_dir",     "log_level",
+                                                 "start_period", "expose_details", "readiness",
+                                                 "history",      "probes"};
   w.check_keys(root, "", kKeys);
   Config c;
   c.file = file;
@@ -436,6 +437,9 @@ ConfigResult parse_config(std::string_view text, const std::string& file) {
       w.error(r, "readiness", "expected a map");
     }
   }
+  long long history = 0;
+  if (root["history"] && assign(w.integer(root["history"], "history", 0, 10'000), history))
+    c.history = static_cast<std::size_t>(history);
   if (const YAML::Node probes = root["probes"]) {
     if (probes.IsMap()) {
       w.check_keys(probes, "probes", {});
@@ -445,6 +449,7 @@ ConfigResult parse_config(std::string_view text, const std::string& file) {
       w.error(probes, "probes", "expected a map of probe name to probe");
     }
   }
+  for (auto& p : c.probes) p.history = c.history;
   if (result.errors.empty()) result.config = std::move(c);
   return result;
 }

@@ -39,7 +39,8 @@ struct ProbeConfig {
   int failure_threshold = 3;
   int success_threshold = 1;
   std::map<std::string, OptionValue> options;
-  int line = 0;  // where the probe is defined
+  int line = 0;               // where the probe is defined
+  std::size_t history = 120;  // runs kept in memory: the top-level `history`
 
   // Two probes with equal definitions are the same probe across a reload (history is kept).
   bool same_definition(const ProbeConfig& other) const;
@@ -53,6 +54,7 @@ struct Config {
   Millis start_period{60'000};
   std::optional<bool> expose_details;  // default: true on a loopback listener
   std::optional<int> notify_fd;
+  std::size_t history = 120;        // runs kept per probe; 0: none
   std::vector<ProbeConfig> probes;  // in file order
 
   bool details_exposed() const;

@@ -99,7 +99,42 @@ void append_number(std::string& out, double v) {
   out += buf;
 }
 
-void append_probe(std::string& out, const Snapshot& s, const ProbeView& v) {
+void append_history(std::string& out, const Snapshot& s, const History& h, std::size_t n) {
+  out += ",\"history\":[";
+  bool first = true;
+  for (const HistoryRun& r : h.runs(n)) {
+    out += first ? "{\"at\":\"" : ",{\"at\":\"";
+    first = false;
+    out += rfc3339(r.at);
+    out += "\",\"status\":\"";
+    out += to_string(r.status);
+    out += "\",\"stage\":";
+    append_json_string(out, r.stage.view());
+    out += ",\"duration_ms\":";
+    append_number(out, r.duration_ms);
+    if (s.details) {
+      out += ",\"message\":";
+      append_json_string(out, r.message.view());
+    }
+    out += '}';
+  }
+  out += "],\"transitions\":[";
+  first = true;
+  for (const HistoryTransition& t : h.transitions(n)) {
+    out += first ? "{\"at\":\"" : ",{\"at\":\"";
+    first = false;
+    out += rfc3339(t.at);
+    out += "\",\"from\":\"";
+    out += to_string(t.from);
+    out += "\",\"to\":\"";
+    out += to_string(t.to);
+    out += "\"}";
+  }
+  out += ']';
+}
+
+void append_probe(std::string& out, const Snapshot& s, const ProbeView& v,
+                  std::optional<std::size_t> history) {
   const ProbeConfig& c = v.probe->config();
   out += "{\"status\":\"";
   out += to_string(v.status);
@@ -134,12 +169,19 @@ void append_probe(std::string& out, const Snapshot& s, const ProbeView& v) {
   out += std::to_string(v.state.consecutive_failures);
   out += ",\"consecutive_successes\":";
   out += std::to_string(v.state.consecutive_successes);
+  if (history) {
+    if (v.state.history)
+      append_history(out, s, *v.state.history, *history);
+    else
+      out += ",\"history\":[],\"transitions\":[]";
+  }
   out += '}';
 }
 
 }  // namespace
 
-std::string render_health_json(const Snapshot& s, const std::string& version) {
+std::string render_health_json(const Snapshot& s, const std::string& version,
+                               std::optional<std::size_t> history) {
   std::string out;
   out.reserve(256 + 320 * s.probes.size());
   out += "{\"status\":\"";
@@ -157,17 +199,18 @@ std::string render_health_json(const Snapshot& s, const std::string& version) {
     first = false;
     append_json_string(out, v.probe->config().name);
     out += ':';
-    append_probe(out, s, v);
+    append_probe(out, s, v, history);
   }
   out += "}}\n";
   return out;
 }
 
-std::string render_probe_json(const Snapshot& s, const ProbeView& p) {
+std::string render_probe_json(const Snapshot& s, const ProbeView& p,
+                              std::optional<std::size_t> history) {
   std::string out = "{\"name\":";
   append_json_string(out, p.probe->config().name);
   out += ",\"probe\":";
-  append_probe(out, s, p);
+  append_probe(out, s, p, history);
   out += "}\n";
   return out;
 }

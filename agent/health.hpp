@@ -6,6 +6,7 @@
 #include <atomic>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -69,8 +70,12 @@ class Health {
 
 // GET /health: HTTP status 200 (healthy, degraded) or 503 (starting, unhealthy).
 int health_http_status(const Snapshot& s);
-std::string render_health_json(const Snapshot& s, const std::string& version);
-std::string render_probe_json(const Snapshot& s, const ProbeView& p);
+// With `history` set (?history=N), each probe also carries its newest N runs (`history`) and
+// effective-status transitions (`transitions`), newest first.
+std::string render_health_json(const Snapshot& s, const std::string& version,
+                               std::optional<std::size_t> history = std::nullopt);
+std::string render_probe_json(const Snapshot& s, const ProbeView& p,
+                              std::optional<std::size_t> history = std::nullopt);
 // "<status> ready=<bool> <passing>/<total> [name:stage: message; ...]", at most 4 KiB.
 std::string render_line(const Snapshot& s, const ProbeView* only = nullptr);
 // kube-apiserver style: "[+]db ok" / "[-]db failed: ..." lines, then "readyz check passed|failed".

@@ -73,6 +73,7 @@ Probe::Probe(ProbeConfig config, std::shared_ptr<const Plugin> plugin, BoundOpti
   host_.host_ctx = this;
   host_.log = &host_log;
   state_.since = std::chrono::system_clock::now();
+  state_.history = std::make_shared<History>(config_.history);
 }
 
 Probe::~Probe() {
@@ -205,6 +206,8 @@ void Probe::record(const RunResult& r) {
     if (r.duration_s <= kDurationBuckets[i]) ++state_.buckets[i];
   state_.duration_sum += r.duration_s;
   state_.last = r;
+  state_.history->record(r.checked_at, r.status, r.duration_s, r.stage, r.message, before,
+                         state_.effective);
   lock.unlock();
 
   if (changed) {

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "config.hpp"
+#include "history.hpp"
 #include "options.hpp"
 #include "plugin_host.hpp"
 
@@ -54,6 +55,7 @@ struct ProbeState {
   uint64_t runs_pass = 0, runs_warn = 0, runs_fail = 0, timeouts = 0;
   std::array<uint64_t, kDurationBuckets.size()> buckets{};  // cumulative counts per bound
   double duration_sum = 0;
+  std::shared_ptr<History> history;  // shared by copies: a snapshot reads it without copying it
 };
 
 // Kubernetes threshold semantics; the first result sets the state directly. Returns true if

@@ -28,7 +28,9 @@ TEST_CASE("each invalid config is rejected with one line naming file, line and k
        "invalid-top-level-list.yaml:1: expected a map at the top level"},
       {"invalid-unknown-top-key.yaml",
        "invalid-unknown-top-key.yaml:2: unknown key 'listen_addr'; valid keys: expose_details, "
-       "listen, log_level, plugin_dir, probes, readiness, start_period"},
+       "history, listen, log_level, plugin_dir, probes, readiness, start_period"},
+      {"invalid-history.yaml",
+       "invalid-history.yaml:1: history: must be between 0 and 10000, got 100000"},
       {"invalid-unknown-probe-key.yaml",
        "invalid-unknown-probe-key.yaml:4: probes.db: unknown key 'intervall'; valid keys: "
        "failure_threshold, gates_readiness, interval, options, plugin, start_interval, "
@@ -113,7 +115,9 @@ TEST_CASE("a full config parses with every key typed", "[config]") {
   CHECK(c.expose_details == false);
   CHECK_FALSE(c.details_exposed());
   CHECK(c.notify_fd == 3);
+  CHECK(c.history == 30);
   REQUIRE(c.probes.size() == 2);
+  CHECK(c.probes[1].history == 30);  // every probe keeps the top-level `history`
   const ProbeConfig& db = c.probes[0];
   CHECK(db.name == "db");
   CHECK(db.plugin == "postgres");
