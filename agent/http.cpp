@@ -28,6 +28,8 @@
 #include <ctime>
 #include <system_error>
 
+#include "status_page.hpp"
+
 namespace vitals {
 
 namespace {
@@ -43,6 +45,12 @@ constexpr auto kSendTimeout = 5s;        // a client that reads nothing for this
 constexpr auto kLingerTimeout = 2s;
 constexpr auto kSweepEvery = 250ms;
 constexpr std::size_t kIdleBuffer = 16 * 1024;  // larger buffers are freed once drained
+// Server-Sent Events (/events): streams have a cap of their own and no idle deadline; a stream
+// whose reader falls behind by more than its socket buffer plus kStreamBacklog is dropped, as is
+// one that takes nothing for kSendTimeout while data waits.
+constexpr std::size_t kStreamBacklog = 1024 * 1024;
+constexpr int kStreamSocketBuffer = 64 * 1024;
+constexpr auto kHeartbeatEvery = 15s;
 
 // Empties a buffer, giving its memory back if a burst made it large: an idle connection
 // should hold kilobytes, not what its busiest moment needed.
@@ -161,6 +169,26 @@ Reply route(const std::string& method, const std::string& uri, bool has_body,
   Target t;
   if (!parse_target(uri, t)) return text(400, "malformed request target\n");
   const bool line = t.has("format") && t.all("format").back() == "line";
+  std::optional<std::size_t> history;
+  if (t.has("history")) {
+    const std::string n = t.all("history").back();
+    unsigned value = 0;
+    if (n.empty() || n.size() > 6 || !Poco::NumberParser::tryParseUnsigned(n, value) ||
+        n.find_first_not_of("0123456789") != std::string::npos)
+      return text(400, "history must be a whole number of runs\n");
+    history = std::min<std::size_t>(value, kHistoryMax);
+  }
+
+  if (t.path == "/") {
+    Reply r = text(200, render_status_page(backend.snapshot(), backend.facts().version));
+    r.content_type = "text/html; charset=utf-8";
+    return r;
+  }
+  if (t.path == "/events") {  // HEAD (a GET becomes a stream in the server loop)
+    Reply r = text(200, "");
+    r.content_type = "text/event-stream";
+    return r;
+  }
 
   if (t.path == "/livez") {
     return backend.alive() ? text(200, "ok\n") : text(503, "scheduler loop stalled\n");
@@ -181,14 +209,14 @@ Reply route(const std::string& method, const std::string& uri, bool has_body,
     const Snapshot s = backend.snapshot();
     const int status = health_http_status(s);
     return line ? text(status, render_line(s))
-                : json(status, render_health_json(s, backend.facts().version));
+                : json(status, render_health_json(s, backend.facts().version, history));
   }
   if (t.path.rfind("/health/", 0) == 0) {
     const Snapshot s = backend.snapshot();
     const ProbeView* p = s.find(t.path.substr(8));
     if (!p) return text(404, "no such probe\n");
     const int status = p->status == Status::Pass || p->status == Status::Warn ? 200 : 503;
-    return line ? text(status, render_line(s, p)) : json(status, render_probe_json(s, *p));
+    return line ? text(status, render_line(s, p)) : json(status, render_probe_json(s, *p, history));
   }
   return text(404, "not found\n");
 }
@@ -289,10 +317,28 @@ struct HttpServer::Connection {
   bool closing = false;      // close once `out` is sent
   bool lingering = false;    // write side shut; discarding input until EOF or the deadline
   bool peer_done = false;    // the client shut its write side
+  bool stream = false;       // an /events stream: no more requests, events are appended to `out`
   std::uint32_t events = 0;  // the epoll interest
   Clock::time_point deadline;
   std::list<Connection*>::iterator activity;  // its place in by_activity_
 };
+
+bool is_event_stream(const RequestHead& head) {
+  Target t;
+  return head.method == "GET" && head.known_version && !head.has_body &&
+         parse_target(head.uri, t) && t.path == "/events";
+}
+
+std::string event_text(std::uint64_t id, const char* name, std::string_view data) {
+  std::string out = "id: ";
+  out += std::to_string(id);
+  out += "\nevent: ";
+  out += name;
+  out += "\ndata: ";
+  out += data;
+  out += "\n\n";
+  return out;
+}
 
 std::size_t connection_cap(std::uint64_t fd_limit) {
   const std::uint64_t limit = std::min<std::uint64_t>(fd_limit, 1 << 20);
@@ -378,6 +424,7 @@ void HttpServer::loop() {
       }
     }
     if (now >= next_sweep) {
+      if (streams_ > 0) publish(now);
       sweep(now);
       next_sweep = now + kSweepEvery;
     }
@@ -445,6 +492,10 @@ void HttpServer::on_event(Connection& c, std::uint32_t events, Clock::time_point
       c.peer_done = true;  // answer what it sent, then close
     }
     if (c.lingering) return;  // input after our last response is discarded
+    if (c.stream) {
+      if (n == 0) return drop(c);   // the reader went away
+      return flush_stream(c, now);  // input on a stream is discarded
+    }
     if (n > 0) {
       if (c.in.empty()) c.deadline = now + kRequestTimeout;  // a request starts arriving
       c.in.append(buf.data(), static_cast<std::size_t>(n));
@@ -475,10 +526,19 @@ void HttpServer::serve(Connection& c, Clock::time_point now) {
         c.closing = true;
         break;
       }
+      if (is_event_stream(head)) {
+        start_stream(c, now);
+        pos = c.in.size();  // whatever follows the request is ignored
+        break;
+      }
       bool close = false;
       c.out += respond(head, backend_, close);
       c.closing = close;
       pos += used;
+    }
+    if (c.stream) {
+      release(c.in);
+      return flush_stream(c, now);
     }
     if (c.closing || pos == c.in.size()) {
       release(c.in);
@@ -522,6 +582,7 @@ void HttpServer::watch(Connection& c, std::uint32_t events) {
 }
 
 void HttpServer::drop(Connection& c) {
+  if (c.stream) --streams_;
   epoll_ctl(epoll_, EPOLL_CTL_DEL, c.fd, nullptr);
   by_activity_.erase(c.activity);
   dropped_.push_back(c.fd);
@@ -530,7 +591,15 @@ void HttpServer::drop(Connection& c) {
 
 void HttpServer::sweep(Clock::time_point now) {
   for (auto& [fd, c] : connections_) {
-    if (c->fd >= 0 && now >= c->deadline) drop(*c);
+    if (c->fd < 0 || now < c->deadline) continue;
+    if (c->stream) {
+      // A reader that took nothing for kSendTimeout: reset, so the kernel drops what it holds.
+      spdlog::info("http: dropping an event stream whose reader took nothing for {}s",
+                   std::chrono::duration_cast<std::chrono::seconds>(kSendTimeout).count());
+      const linger reset{1, 0};
+      setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
+    }
+    drop(*c);
   }
   if (connections_.size() - dropped_.size() < max_connections_) at_cap_ = false;
   if (!accepting_ && now >= resume_accept_) {
@@ -539,6 +608,152 @@ void HttpServer::sweep(Clock::time_point now) {
     ev.data.ptr = &listen_tag;
     epoll_ctl(epoll_, EPOLL_CTL_ADD, socket_.impl()->sockfd(), &ev);
     accepting_ = true;
+  }
+}
+
+// ---- /events: Server-Sent Events -------------------------------------------------------------
+
+void HttpServer::start_stream(Connection& c, Clock::time_point now) {
+  if (streams_ >= kMaxEventStreams) {
+    c.out += render(
+        text(503, "too many event streams open (" + std::to_string(kMaxEventStreams) + ")\n"),
+        false, true);
+    c.closing = true;
+    return;
+  }
+  if (streams_ == 0) {
+    // The first stream: events are counted from here (the seq first, see publish()).
+    seen_seq_ = History::last_seq();
+    const Snapshot s = backend_.snapshot();
+    last_overall_ = s.overall;
+    last_ready_ = s.ready;
+    last_status_.clear();
+    for (const auto& v : s.probes) last_status_[v.probe->config().name] = v.status;
+    next_heartbeat_ = now + kHeartbeatEvery;
+  }
+  ++streams_;
+  c.stream = true;
+  c.closing = false;
+  c.deadline = Clock::time_point::max();
+  // A fixed socket buffer: what a slow reader can hold in the kernel is bounded too.
+  setsockopt(c.fd, SOL_SOCKET, SO_SNDBUF, &kStreamSocketBuffer, sizeof kStreamSocketBuffer);
+  c.out += "HTTP/1.1 200 OK\r\nDate: ";
+  c.out += http_date();
+  c.out +=
+      "\r\nContent-Type: text/event-stream\r\nCache-Control: no-store\r\n"
+      "Connection: close\r\n\r\n";
+  std::string snapshot = render_health_json(backend_.snapshot(), backend_.facts().version);
+  if (!snapshot.empty() && snapshot.back() == '\n') snapshot.pop_back();
+  c.out += event_text(++event_id_, "snapshot", snapshot);
+}
+
+// Sends what the socket takes of a stream's backlog. A reader gets kSendTimeout from the moment
+// data waits for it, renewed whenever it takes some; idle streams have no deadline.
+void HttpServer::flush_stream(Connection& c, Clock::time_point now) {
+  const bool waiting_before = c.deadline != Clock::time_point::max();
+  bool progress = false;
+  while (c.sent < c.out.size()) {
+    const ssize_t n = ::send(c.fd, c.out.data() + c.sent, c.out.size() - c.sent, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EINTR) break;
+      return drop(c);
+    }
+    c.sent += static_cast<std::size_t>(n);
+    progress = true;
+  }
+  if (c.sent == c.out.size()) {
+    release(c.out);
+    c.sent = 0;
+    c.deadline = Clock::time_point::max();
+    return watch(c, EPOLLIN);
+  }
+  if (c.out.size() - c.sent > kStreamBacklog) {
+    spdlog::info("http: dropping an event stream whose reader fell {} KiB behind",
+                 (c.out.size() - c.sent) / 1024);
+    return drop(c);
+  }
+  if (progress || !waiting_before) c.deadline = now + kSendTimeout;
+  watch(c, EPOLLIN | EPOLLOUT);
+}
+
+// On each tick while streams are open: a `probe` event per effective-status transition recorded
+// since the last tick, in the order they happened; an `overall` event whenever they change the
+// overall status or readiness (replayed one by one, so a change that came and went between two
+// ticks is still told), or the state does (start_period over, a result gone stale); a heartbeat
+// comment every kHeartbeatEvery.
+void HttpServer::publish(Clock::time_point now) {
+  // Read before the snapshot: every transition up to `seq` is then in the histories read below
+  // (a transition's seq is taken under its history's lock); later ones wait for the next tick.
+  const std::uint64_t seq = History::last_seq();
+  const Snapshot s = backend_.snapshot();
+  std::string events;
+  auto overall_event = [&](WallTime at, Overall to, bool ready) {
+    if (to == last_overall_ && ready == last_ready_) return;
+    const std::string data = "{\"at\":\"" + rfc3339(at) + "\",\"from\":\"" +
+                             to_string(last_overall_) + "\",\"to\":\"" + to_string(to) +
+                             "\",\"ready\":" + (ready ? "true" : "false") + "}";
+    events += event_text(++event_id_, "overall", data);
+    last_overall_ = to;
+    last_ready_ = ready;
+  };
+  // The statuses of the last tick, new probes as they are now.
+  std::vector<TierInput> inputs;
+  inputs.reserve(s.probes.size());
+  for (const auto& v : s.probes) {
+    const auto known = last_status_.find(v.probe->config().name);
+    inputs.push_back({v.probe->config().tier, v.probe->config().gates_readiness,
+                      known != last_status_.end() ? known->second : v.status});
+  }
+  if (seq != seen_seq_) {
+    struct Found {
+      HistoryTransition t;
+      std::size_t index;
+    };
+    std::vector<Found> found;
+    for (std::size_t i = 0; i < s.probes.size(); ++i) {
+      const auto& history = s.probes[i].state.history;
+      if (!history) continue;
+      for (auto& t : history->transitions_after(seen_seq_))
+        if (t.seq <= seq) found.push_back({std::move(t), i});
+    }
+    std::sort(found.begin(), found.end(),
+              [](const Found& a, const Found& b) { return a.t.seq < b.t.seq; });
+    bool ever_ready = last_overall_ != Overall::Starting || last_ready_;
+    for (const auto& [t, index] : found) {
+      const ProbeView& v = s.probes[index];
+      std::string data = "{\"at\":\"" + rfc3339(t.at) + "\",\"name\":";
+      append_json_string(data, v.probe->config().name);
+      data += ",\"from\":\"";
+      data += to_string(t.from);
+      data += "\",\"to\":\"";
+      data += to_string(t.to);
+      data += "\",\"stage\":";
+      append_json_string(data, t.stage.view());
+      if (s.details) {
+        data += ",\"message\":";
+        append_json_string(data, t.message.view());
+      }
+      data += '}';
+      events += event_text(++event_id_, "probe", data);
+      inputs[index].status = t.to;
+      const bool ready = is_ready(inputs);
+      ever_ready = ever_ready || ready;
+      overall_event(t.at, aggregate(inputs, ever_ready, last_overall_ == Overall::Starting), ready);
+    }
+    seen_seq_ = seq;
+  }
+  overall_event(s.now, s.overall, s.ready);
+  last_status_.clear();
+  for (const auto& v : s.probes) last_status_[v.probe->config().name] = v.status;
+  if (now >= next_heartbeat_) {
+    events += ": heartbeat\n\n";
+    next_heartbeat_ = now + kHeartbeatEvery;
+  }
+  if (events.empty()) return;
+  for (auto& [fd, c] : connections_) {
+    if (c->fd < 0 || !c->stream) continue;
+    c->out += events;
+    flush_stream(*c, now);
   }
 }
 

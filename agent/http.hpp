@@ -69,6 +69,13 @@ std::string respond_malformed();
 // at most half) is kept for everything else, above all the probes' own sockets, pipes and files.
 std::size_t connection_cap(std::uint64_t fd_limit);
 
+// GET /events: the request that turns its connection into a Server-Sent Events stream.
+bool is_event_stream(const RequestHead& head);
+// One event: "id: ID\nevent: NAME\ndata: DATA\n\n" (DATA is one line of JSON).
+std::string event_text(std::uint64_t id, const char* name, std::string_view data);
+// The most /events streams open at once; one more is answered 503.
+constexpr std::size_t kMaxEventStreams = 64;
+
 class HttpServer {
  public:
   HttpServer(const std::string& listen, HttpBackend backend);  // binds; throws on failure
@@ -87,6 +94,9 @@ class HttpServer {
   void watch(Connection& c, std::uint32_t events);
   void drop(Connection& c);
   void sweep(Clock::time_point now);
+  void start_stream(Connection& c, Clock::time_point now);
+  void flush_stream(Connection& c, Clock::time_point now);
+  void publish(Clock::time_point now);
 
   HttpBackend backend_;
   Poco::Net::ServerSocket socket_;
@@ -101,6 +111,14 @@ class HttpServer {
   std::vector<int> dropped_;  // closed at the end of the current batch of events
   bool accepting_ = true;     // false for a moment after running out of fds
   Clock::time_point resume_accept_{};
+  // /events
+  std::size_t streams_ = 0;
+  std::uint64_t event_id_ = 0;  // the id of the last event sent
+  std::uint64_t seen_seq_ = 0;  // transitions up to this one are published
+  Overall last_overall_ = Overall::Starting;
+  bool last_ready_ = false;
+  std::unordered_map<std::string, Status> last_status_;  // each probe's, as of the last tick
+  Clock::time_point next_heartbeat_{};
 };
 
 }  // namespace vitals

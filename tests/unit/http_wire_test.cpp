@@ -112,9 +112,12 @@ TEST_CASE("responses: status line, framing headers, HEAD without a body", "[http
   CHECK_THAT(post, Catch::StartsWith("HTTP/1.1 405 Method Not Allowed\r\n"));
   CHECK_THAT(post, Catch::Contains("\r\nConnection: close\r\nAllow: GET, HEAD\r\n\r\n"));
 
-  CHECK_THAT(respond(parse("GET / HTTP/1.0\r\n\r\n").head, kBackend, close),
+  CHECK_THAT(respond(parse("GET /nope HTTP/1.0\r\n\r\n").head, kBackend, close),
              Catch::StartsWith("HTTP/1.1 404 Not Found\r\n"));
   CHECK(close);
+  const std::string page = respond(parse("GET / HTTP/1.0\r\n\r\n").head, kBackend, close);
+  CHECK_THAT(page, Catch::StartsWith("HTTP/1.1 200 OK\r\n"));
+  CHECK_THAT(page, Catch::Contains("\r\nContent-Type: text/html; charset=utf-8\r\n"));
   CHECK_THAT(respond(parse("GET /livez HTTP/2.0\r\n\r\n").head, kBackend, close),
              Catch::StartsWith("HTTP/1.1 400 Bad Request\r\n"));
   CHECK(close);
