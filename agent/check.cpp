@@ -112,8 +112,10 @@ int connect_to(const addrinfo& a, const std::string& where, long deadline, std::
   return fd;
 }
 
-int http_get(const std::string& host, int port, const std::string& target, std::string& body,
-             std::string& error) {
+}  // namespace
+
+int agent_get(const std::string& host, int port, const std::string& target, std::string& body,
+              std::string& error) {
   const long deadline = now_ms() + kDeadlineMs;
   const std::string where =
       (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" + std::to_string(port);
@@ -154,7 +156,7 @@ int http_get(const std::string& host, int port, const std::string& target, std::
   }
   std::string resp;
   char buf[4096];
-  while (resp.size() < 64 * 1024) {
+  while (resp.size() < 8 * 1024 * 1024) {  // `status` reads /health with history
     if (!wait_fd(fd, POLLIN, deadline)) {
       error = "no answer from " + where + " within 2s";
       return -1;
@@ -177,12 +179,33 @@ int http_get(const std::string& host, int port, const std::string& target, std::
   return status;
 }
 
-}  // namespace
-
 std::string check_listen(const std::string& config_path, std::string& error) {
   ListenResult r = load_listen(config_path);  // the agent's own code, with a static yaml-cpp
   if (!r.listen) error = r.errors.empty() ? config_path + ": unreadable" : r.errors.front();
   return r.listen.value_or("");
+}
+
+bool agent_address(const std::string& config, const std::string& url, std::string& host, int& port,
+                   std::string& error) {
+  std::string listen;
+  if (!url.empty()) {
+    std::string rest = url;
+    if (rest.rfind("http://", 0) == 0) {
+      rest = rest.substr(7);
+    } else if (rest.find("://") != std::string::npos) {
+      error = "--url must be http://HOST:PORT";
+      return false;
+    }
+    listen = rest.substr(0, rest.find('/'));
+  } else if (!config.empty() || access(default_config_path().c_str(), R_OK) == 0) {
+    listen = check_listen(config.empty() ? default_config_path() : config, error);
+    if (listen.empty()) return false;
+  } else {
+    listen = Config{}.listen;
+  }
+  if (split(listen, host, port)) return true;
+  error = "invalid address '" + listen + "'";
+  return false;
 }
 
 int run_check(int argc, char** argv) {
@@ -191,30 +214,15 @@ int run_check(int argc, char** argv) {
   const std::string &config = cl.config, &url = cl.url, &probe = cl.probe;
   const bool ready = cl.ready;
 
-  std::string listen, error;
-  if (!url.empty()) {
-    std::string rest = url;
-    if (rest.rfind("http://", 0) == 0)
-      rest = rest.substr(7);
-    else if (rest.find("://") != std::string::npos)
-      return say(kFail, "usage error: --url must be http://HOST:PORT");
-    listen = rest.substr(0, rest.find('/'));
-  } else if (!config.empty() || access(default_config_path().c_str(), R_OK) == 0) {
-    listen = check_listen(config.empty() ? default_config_path() : config, error);
-    if (listen.empty()) return say(kFail, "usage error: " + error);
-  } else {
-    listen = Config{}.listen;
-  }
-  std::string host;
+  std::string host, error;
   int port = 0;
-  if (!split(listen, host, port))
-    return say(kFail, "usage error: invalid address '" + listen + "'");
+  if (!agent_address(config, url, host, port, error)) return say(kFail, "usage error: " + error);
 
   const std::string target = ready           ? "/readyz?format=line"
                              : probe.empty() ? "/health?format=line"
                                              : "/health/" + url_encode(probe) + "?format=line";
   std::string body;
-  const int status = http_get(host, port, target, body, error);
+  const int status = agent_get(host, port, target, body, error);
   if (status < 0) return say(kFail, "unreachable: " + error);
   if (status == 404 && !probe.empty()) return say(kFail, "no such probe: " + probe);
   body = trim(body.substr(0, body.find('\n')));

@@ -18,6 +18,7 @@
 #include "notify.hpp"
 #include "options.hpp"
 #include "paths.hpp"
+#include "status.hpp"
 
 namespace vitals {
 
@@ -229,6 +230,7 @@ extern "C" int vitals_core_main(int argc, char** argv) {
     if (cmd == "notify") return cmd_notify(cl);
     if (cmd == "plugins") return cmd_plugins(cl);
     if (cmd == "describe") return cmd_describe(cl);
+    if (cmd == "status") return run_status(cl.config, cl.url);
     if (cmd == "version") return std::printf("vitals %s\n", VITALS_VERSION), kOk;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "vitals: fatal: %s\n", e.what());

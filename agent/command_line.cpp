@@ -22,6 +22,7 @@ commands:
   run [-c FILE] [--notify-fd N]      run the agent in the foreground (HTTP /health, /livez, /readyz, /metrics)
   check [-c FILE | --url URL] [--probe NAME | --ready]
                                      ask a running agent; exit 0 if it answers 200, else 1
+  status [-c FILE | --url URL]       the agent's probes and recent runs as a table; exit codes as check
   once -c FILE --probe NAME [--json] run one probe once; exit 0 pass/warn, 1 fail, 100 config error
   notify -c FILE --probe NAME [--notify-fd N] [--deadline D] -- PROG ARGS...
                                      chain-load PROG and signal readiness once the probe passes
@@ -108,6 +109,14 @@ CommandLine parse_command_line(int argc, char** argv) {
   probe(check, "only this probe (/health/NAME)");
   check->add_flag("--ready", cl.ready, "readiness (/readyz) instead of health");
 
+  CLI::App* status = app.add_subcommand(
+      "status",
+      "print the agent's probes and recent runs as a table; exit 0 if it answers 200, else 1 "
+      "(always 0 or 1)");
+  config(status,
+         "read `listen` from this config (default: the installed one, else 127.0.0.1:9851)");
+  status->add_option("--url", cl.url, "ask this agent instead")->type_name("http://HOST:PORT");
+
   CLI::App* once = app.add_subcommand(
       "once", "load the plugin and run one probe once; exit 0 pass/warn, 1 fail, 100 config error");
   config(once, "the config (default: the installed one)");
@@ -146,9 +155,9 @@ CommandLine parse_command_line(int argc, char** argv) {
   app.add_subcommand("help", "print the commands")->group("");
 
   auto usage_error = [&](const std::string& message) {
-    const bool is_check = cl.command == "check";
+    const bool is_check = cl.command == "check" || cl.command == "status";  // 0 or 1, always
     if (is_check) {
-      std::printf("usage error: %s (see vitals check --help)\n", message.c_str());
+      std::printf("usage error: %s (see vitals %s --help)\n", message.c_str(), cl.command.c_str());
       cl.exit = kCheckUsageExit;
     } else {
       const std::string who = cl.command.empty() ? "vitals" : "vitals " + cl.command;

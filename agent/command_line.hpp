@@ -16,7 +16,7 @@ struct CommandLine {
   std::optional<int> notify_fd;  // run, notify: --notify-fd N
   std::string probe;             // check, once, notify: --probe NAME
   bool ready = false;            // check: --ready
-  std::string url;               // check: --url http://HOST:PORT
+  std::string url;               // check, status: --url http://HOST:PORT
   bool json = false;             // once: --json
   std::string deadline;          // notify: --deadline D, as written
   std::vector<std::string> plugin_dirs;  // plugins, describe: --plugin-dir DIR (repeatable)
@@ -24,7 +24,7 @@ struct CommandLine {
   std::vector<char*> prog;               // notify: PROG ARGS... after "--"
 
   // Set when parsing already did the whole job: help was printed (0), or a usage error was
-  // reported in one line (100; `check`: 1, on stdout as all its output).
+  // reported in one line (100; `check` and `status`: 1, on stdout as all their output).
   std::optional<int> exit;
 };
 
