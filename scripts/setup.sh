@@ -14,6 +14,7 @@ packages=(
   # run and test: real components
   postgresql-15 postgresql-contrib s6 execline prometheus python3 curl procps
   strace  # makes pidfd_open fail (ENOSYS) to test the fallback for kernels before 5.3
+  chromium python3-websocket  # the status page in a real browser, over the DevTools protocol
   # fuzzing, benchmarks, container test
   clang libclang-rt-14-dev wrk hyperfine nginx-light time valgrind podman runc debootstrap
 )
