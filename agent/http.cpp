@@ -46,8 +46,8 @@ constexpr auto kLingerTimeout = 2s;
 constexpr auto kSweepEvery = 250ms;
 constexpr std::size_t kIdleBuffer = 16 * 1024;  // larger buffers are freed once drained
 // Server-Sent Events (/events): streams have a cap of their own and no idle deadline; a stream
-// whose reader falls behind by more than its socket buffer plus kStreamBacklog is dropped, as is
-// one that takes nothing for kSendTimeout while data waits.
+// whose reader falls behind by more than its socket buffer plus kStreamBacklog (past the first
+// snapshot) is dropped, as is one that takes nothing for kSendTimeout while data waits.
 constexpr std::size_t kStreamBacklog = 1024 * 1024;
 constexpr int kStreamSocketBuffer = 64 * 1024;
 constexpr auto kHeartbeatEvery = 15s;
@@ -318,6 +318,7 @@ struct HttpServer::Connection {
   bool lingering = false;    // write side shut; discarding input until EOF or the deadline
   bool peer_done = false;    // the client shut its write side
   bool stream = false;       // an /events stream: no more requests, events are appended to `out`
+  std::size_t backlog = 0;   // a stream's most unsent bytes: kStreamBacklog past its snapshot
   std::uint32_t events = 0;  // the epoll interest
   Clock::time_point deadline;
   std::list<Connection*>::iterator activity;  // its place in by_activity_
@@ -645,6 +646,7 @@ void HttpServer::start_stream(Connection& c, Clock::time_point now) {
   std::string snapshot = render_health_json(backend_.snapshot(), backend_.facts().version);
   if (!snapshot.empty() && snapshot.back() == '\n') snapshot.pop_back();
   c.out += event_text(++event_id_, "snapshot", snapshot);
+  c.backlog = c.out.size() + kStreamBacklog;
 }
 
 // Sends what the socket takes of a stream's backlog. A reader gets kSendTimeout from the moment
@@ -667,7 +669,7 @@ void HttpServer::flush_stream(Connection& c, Clock::time_point now) {
     c.deadline = Clock::time_point::max();
     return watch(c, EPOLLIN);
   }
-  if (c.out.size() - c.sent > kStreamBacklog) {
+  if (c.out.size() - c.sent > c.backlog) {
     spdlog::info("http: dropping an event stream whose reader fell {} KiB behind",
                  (c.out.size() - c.sent) / 1024);
     return drop(c);
