@@ -102,7 +102,7 @@ std::string marks(const std::vector<HistoryRun>& runs, bool details) {
     if (details && !r->message.view().empty()) tip += ": " + std::string(r->message.view());
     out += "<li class=\"s-";
     out += to_string(r->status);
-    out += "\" tabindex=\"0\" data-tip=\"" + html(tip) + "\"><span class=\"vh\">" + html(tip) +
+    out += "\" tabindex=\"0\" data-at=\"" + rfc3339(r->at) + "\"><span class=\"vh\">" + html(tip) +
            "</span></li>";
   }
   return out;

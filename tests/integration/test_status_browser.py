@@ -68,6 +68,7 @@ class DevTools:
             self.call(f"{domain}.enable")
         self.call("Emulation.setDeviceMetricsOverride", width=1400, height=372, deviceScaleFactor=1,
                   mobile=False)
+        self.call("Emulation.setFocusEmulationEnabled", enabled=True)  # :focus in a headless window
 
     def call(self, method, **params):
         msg_id = next(self.ids)
@@ -161,10 +162,15 @@ probes:
         self.assertEqual(browser.eval("document.getElementById('overall').textContent"), "! Degraded")
         self.assertEqual(browser.eval("document.getElementById('ready').textContent"), "\u2713 Ready")
         # A run mark is labelled with its status, time and message.
-        tip = browser.eval("document.querySelector('[data-probe=mcp] .runs li').dataset.tip")
+        tip = browser.eval("document.querySelector('[data-probe=mcp] .runs li').textContent")
         self.assertRegex(tip, r"^fail at \d\d:\d\d:\d\d UTC, [\d.]+ ms, fake: unable to connect")
 
-        time.sleep(1)
+        # Keyboard focus on a mark shows its label (and survives the page's refresh).
+        browser.eval("document.querySelector('[data-probe=postgres] .runs li.s-fail').focus()")
+        time.sleep(2.5)
+        label = "document.activeElement.querySelector('.vh')"
+        self.assertRegex(browser.eval(label + ".textContent"), r"^fail at .* UTC, [\d.]+ ms, fake: PostgreSQL")
+        self.assertGreater(browser.eval(label + ".getBoundingClientRect().width"), 100)
         browser.call("Page.captureScreenshot", format="png")  # warm-up: fonts settle
         shot = base64.b64decode(browser.call("Page.captureScreenshot", format="png")["data"])
         with open(SCREENSHOT, "wb") as f:

@@ -134,7 +134,7 @@ class StatusPageTest(VitalsTestCase):
         self.assertNotIn("message", a["history"][0])
         page = agent.get("/")[1]
         self.assertIn("hidden (expose_details: false)", page)
-        self.assertRegex(page, r'data-tip="fail at \d\d:\d\d:\d\d UTC, [\d.]+ ms, fake"')
+        self.assertRegex(page, r'<span class="vh">fail at \d\d:\d\d:\d\d UTC, [\d.]+ ms, fake</span>')
 
     def test_history_config_errors(self):
         cfg = self.tmp.file("bad.yaml", "history: lots\nprobes: {}\n")
@@ -161,7 +161,7 @@ class StatusPageTest(VitalsTestCase):
             self.assertIn(f'<span class="st s-{word}">', row)
             self.assertIn(f" {word}</span>", row)
             self.assertIn('<ol class="runs"', row)
-            self.assertIn(f'<li class="s-{word}" tabindex="0" data-tip="{word} at ', row)
+            self.assertRegex(row, f'<li class="s-{word}" tabindex="0" data-at="[^"]+"><span class="vh">{word} at ')
             self.assertIn("<svg class=\"spark\"", row)
         self.assertNotIn("{{", page)
         self.assertNotIn("src=", page)  # nothing external
