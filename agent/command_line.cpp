@@ -19,7 +19,7 @@ constexpr int kCheckUsageExit = 1;  // Docker reserves 2: check says 0 or 1, alw
 constexpr const char* kOverview = R"(usage: vitals <command> [options]
 
 commands:
-  run [-c FILE] [--notify-fd N]      run the agent in the foreground (HTTP /health, /livez, /readyz, /metrics)
+  run [-c FILE] [--notify-fd N]      run the agent in the foreground (HTTP /, /health, /events, /livez, /readyz, /metrics)
   check [-c FILE | --url URL] [--probe NAME | --ready]
                                      ask a running agent; exit 0 if it answers 200, else 1
   status [-c FILE | --url URL]       the agent's probes and recent runs as a table; exit codes as check

@@ -1,7 +1,8 @@
-// The agent's one HTTP listener: /health, /health/<probe>, /livez, /readyz, /metrics.
+// The agent's one HTTP listener: /, /health, /health/<probe>, /events, /livez, /readyz, /metrics.
 // Answers from memory only, so one event-loop thread (epoll) serves every connection: a request
 // costs no thread hand-off, and a thousand open connections cost a thousand small buffers, not a
-// thousand threads. Poco parses each request head; every connection has a deadline.
+// thousand threads. Poco parses each request head; every connection has a deadline. /events
+// streams (Server-Sent Events) live in the same loop, fed on its 250 ms tick.
 #pragma once
 
 #include <Poco/Net/ServerSocket.h>
