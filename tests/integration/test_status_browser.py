@@ -122,9 +122,9 @@ class StatusBrowserTest(VitalsTestCase):
 plugin_dir: {FAKES}
 start_period: 0s
 probes:
-  postgres: {{plugin: fake-ok, interval: 500ms, timeout: 200ms, options: {{result: {flag}, message: "PostgreSQL 15.20 at 127.0.0.1:5432 as vitals", sleep: 4ms}}}}
-  ollama: {{plugin: fake-ok, tier: optional, interval: 500ms, timeout: 200ms, options: {{result: warn, message: "model nomic-embed-text pulled but not loaded", sleep: 12ms}}}}
-  mcp: {{plugin: fake-ok, tier: optional, interval: 500ms, timeout: 200ms, failure_threshold: 1, options: {{result: fail, message: "unable to connect to 127.0.0.1:8931: connection refused", sleep: 2ms}}}}
+  postgres: {{plugin: fake-ok, interval: 500ms, timeout: 400ms, options: {{result: {flag}, message: "PostgreSQL 15.20 at 127.0.0.1:5432 as vitals", sleep: 4ms}}}}
+  ollama: {{plugin: fake-ok, tier: optional, interval: 500ms, timeout: 400ms, options: {{result: warn, message: "model nomic-embed-text pulled but not loaded", sleep: 12ms}}}}
+  mcp: {{plugin: fake-ok, tier: optional, interval: 500ms, timeout: 400ms, failure_threshold: 1, options: {{result: fail, message: "unable to connect to 127.0.0.1:8931: connection refused", sleep: 2ms}}}}
   search: {{plugin: fake-ok, tier: optional, interval: 1h, timeout: 30m, options: {{sleep: 1h}}}}
 """)
         agent.wait_probe("mcp", "fail")
