@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "http.hpp"
+#include "liveness.hpp"
 #include "metrics.hpp"
 #include "options.hpp"
 #include "readiness.hpp"
@@ -279,6 +280,26 @@ class Agent {
   void install(const Prepared& p) {
     health_.set_probes(p.probes, p.config.start_period, p.config.details_exposed());
     scheduler_->set_probes(p.probes);
+    std::lock_guard lock(liveness_mutex_);
+    state_dir_ = p.config.state_dir;
+    liveness_refreshed_ = SteadyTime{};
+  }
+
+  // The restarts `vitals notify --liveness` keeps in state files (other processes): read after a
+  // probe result, at most once a second, so /health and /metrics answer from memory.
+  void refresh_liveness() {
+    std::string dir;
+    {
+      std::lock_guard lock(liveness_mutex_);
+      const auto now = std::chrono::steady_clock::now();
+      if (now - liveness_refreshed_ < Millis(1000)) return;
+      liveness_refreshed_ = now;
+      dir = state_dir_;
+    }
+    std::vector<std::string> names;
+    for (const auto& p : health_.probes()) names.push_back(p->config().name);
+    liveness_.refresh(dir, names);
+    health_.set_liveness(liveness_.records());
   }
 
   void reload() {
@@ -309,6 +330,7 @@ class Agent {
   // "has been ready" latch is set (it ends the start period's grace) and s6 and systemd are
   // notified (systemd also hears of every change of the summary).
   void check_ready() {
+    refresh_liveness();
     const bool ready = health_.latch_ready();
     if (systemd_) systemd_->update(ready);
     if (!ready || !notifier_ || !notifier_->pending()) return;
@@ -338,6 +360,10 @@ class Agent {
   std::string listen_;
   std::mutex facts_mutex_;
   AgentFacts facts_;
+  LivenessFiles liveness_;
+  std::mutex liveness_mutex_;  // guards the two below
+  std::string state_dir_;
+  SteadyTime liveness_refreshed_{};
   std::mutex mutex_;  // guards the requests below, between the signal thread and serve()
   std::condition_variable wake_;
   bool stop_requested_ = false;

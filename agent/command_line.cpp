@@ -24,8 +24,9 @@ commands:
                                      ask a running agent; exit 0 if it answers 200, else 1
   status [-c FILE | --url URL]       the agent's probes and recent runs as a table; exit codes as check
   once -c FILE --probe NAME [--json] run one probe once; exit 0 pass/warn, 1 fail, 100 config error
-  notify -c FILE --probe NAME [--notify-fd N] [--deadline D] -- PROG ARGS...
-                                     chain-load PROG and signal readiness once the probe passes
+  notify -c FILE --probe NAME [--notify-fd N] [--deadline D] [--liveness] -- PROG ARGS...
+                                     chain-load PROG and signal readiness once the probe passes;
+                                     --liveness: then restart PROG when it wedges
   validate [-c FILE]                 check a config (plugins and options too); exit 0 or 100
   plugins [--plugin-dir DIR... | -c FILE]
                                      list loadable plugins and refused files
@@ -131,6 +132,9 @@ CommandLine parse_command_line(int argc, char** argv) {
       ->type_name("N");
   notify->add_option("--deadline", cl.deadline, "give up waiting after this long (e.g. 110s)")
       ->type_name("D");
+  notify->add_flag("--liveness", cl.liveness,
+                   "after readiness, keep probing and restart PROG after `liveness.after` failures "
+                   "in a row (within the probe's restart budget)");
   notify->footer(
       "After the options: -- PROG ARGS..., the program vitals execs (it keeps the pid).");
 

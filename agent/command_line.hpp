@@ -19,6 +19,7 @@ struct CommandLine {
   std::string url;               // check, status: --url http://HOST:PORT
   bool json = false;             // once: --json
   std::string deadline;          // notify: --deadline D, as written
+  bool liveness = false;         // notify: --liveness
   std::vector<std::string> plugin_dirs;  // plugins, describe: --plugin-dir DIR (repeatable)
   std::string plugin;                    // describe PLUGIN
   std::vector<char*> prog;               // notify: PROG ARGS... after "--"

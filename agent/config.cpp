@@ -156,6 +156,31 @@ std::optional<OptionValue> parse_option(Walker& w, const YAML::Node& n, const st
   return v;
 }
 
+// `liveness: {after: 3, max_restarts: 5, within: 10m}`; every key optional (an empty map:
+// defaults).
+bool parse_liveness(Walker& w, const YAML::Node& n, const std::string& path, ProbeConfig& p) {
+  LivenessConfig l;
+  if (!n.IsMap() && !n.IsNull()) {
+    w.error(n, path, "expected a map such as {after: 3, max_restarts: 5, within: 10m}");
+    return false;
+  }
+  bool ok = !n.IsMap() || w.check_keys(n, path, {"after", "max_restarts", "within"});
+  long long v = 0;
+  if (n.IsMap() && n["after"] && (ok &= assign(w.integer(n["after"], path + ".after", 1, 1000), v)))
+    l.after = static_cast<int>(v);
+  if (n.IsMap() && n["max_restarts"] &&
+      (ok &= assign(w.integer(n["max_restarts"], path + ".max_restarts", 1, 1000), v)))
+    l.max_restarts = static_cast<int>(v);
+  if (n.IsMap() && n["within"] &&
+      (ok &= assign(w.duration(n["within"], path + ".within"), l.within)) &&
+      l.within.count() <= 0) {
+    w.error(n["within"], path + ".within", "must be greater than 0");
+    ok = false;
+  }
+  if (ok) p.liveness = l;
+  return ok;
+}
+
 void parse_probe(Walker& w, const std::string& name, const YAML::Node& key, const YAML::Node& n,
                  Config& config) {
   const std::string path = "probes." + name;
@@ -170,7 +195,7 @@ void parse_probe(Walker& w, const std::string& name, const YAML::Node& key, cons
   static const std::vector<std::string> kKeys = {
       "plugin",         "tier",    "gates_readiness",   "interval",
       "start_interval", "timeout", "failure_threshold", "success_threshold",
-      "options"};
+      "options",        "liveness"};
   bool ok = w.check_keys(n, path, kKeys);
   ProbeConfig p;
   p.name = name;
@@ -228,6 +253,7 @@ void parse_probe(Walker& w, const std::string& name, const YAML::Node& key, cons
       ok = false;
     }
   }
+  if (const YAML::Node l = n["liveness"]) ok &= parse_liveness(w, l, path + ".liveness", p);
   if (!ok) return;
   if (p.interval.count() <= 0) {
     w.error(n["interval"], path + ".interval", "must be greater than 0");
@@ -338,7 +364,7 @@ bool ProbeConfig::same_definition(const ProbeConfig& o) const {
          gates_readiness == o.gates_readiness && interval == o.interval &&
          start_interval == o.start_interval && timeout == o.timeout &&
          failure_threshold == o.failure_threshold && success_threshold == o.success_threshold &&
-         same_options();
+         liveness == o.liveness && same_options();
 }
 
 bool Config::details_exposed() const {
@@ -383,7 +409,7 @@ ConfigResult parse_config(std::string_view text, const std::string& file) {
   const YAML::Node& root = loaded;  // const: operator[] must never insert
   static const std::vector<std::string> kKeys = {"listen",       "plugin_dir",     "log_level",
                                                  "start_period", "expose_details", "readiness",
-                                                 "history",      "probes"};
+                                                 "history",      "state_dir",      "probes"};
   w.check_keys(root, "", kKeys);
   Config c;
   c.file = file;
@@ -404,6 +430,16 @@ ConfigResult parse_config(std::string_view text, const std::string& file) {
         add(dirs[i], "plugin_dir[" + std::to_string(i) + "]");
     } else {
       add(dirs, "plugin_dir");
+    }
+  }
+  if (root["state_dir"]) {
+    if (auto v = w.scalar(root["state_dir"], "state_dir")) {
+      std::filesystem::path dir(*v);
+      if (v->empty())
+        w.error(root["state_dir"], "state_dir", "must not be empty");
+      else if (dir.is_relative())
+        dir = std::filesystem::path(file).parent_path() / dir;
+      c.state_dir = dir.lexically_normal().string();
     }
   }
   if (root["log_level"]) {

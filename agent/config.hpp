@@ -27,6 +27,15 @@ struct OptionValue {
   int line = 0;
 };
 
+// `liveness:` of a probe: what `vitals notify --liveness` does once the service has been ready
+// (agent/liveness.hpp). Written or not, the defaults are these.
+struct LivenessConfig {
+  int after = 3;         // restart after this many failed runs in a row
+  int max_restarts = 5;  // at most this many restarts within `within`, then give up
+  Millis within{600'000};
+  bool operator==(const LivenessConfig&) const = default;
+};
+
 struct ProbeConfig {
   std::string name;
   std::string plugin;
@@ -39,8 +48,9 @@ struct ProbeConfig {
   int failure_threshold = 3;
   int success_threshold = 1;
   std::map<std::string, OptionValue> options;
-  int line = 0;               // where the probe is defined
-  std::size_t history = 120;  // runs kept in memory: the top-level `history`
+  std::optional<LivenessConfig> liveness;  // the `liveness:` map, if written
+  int line = 0;                            // where the probe is defined
+  std::size_t history = 120;               // runs kept in memory: the top-level `history`
 
   // Two probes with equal definitions are the same probe across a reload (history is kept).
   bool same_definition(const ProbeConfig& other) const;
@@ -54,8 +64,9 @@ struct Config {
   Millis start_period{60'000};
   std::optional<bool> expose_details;  // default: true on a loopback listener
   std::optional<int> notify_fd;
-  std::size_t history = 120;        // runs kept per probe; 0: none
-  std::vector<ProbeConfig> probes;  // in file order
+  std::size_t history = 120;              // runs kept per probe; 0: none
+  std::string state_dir = "/run/vitals";  // liveness restart records, shared by notify and run
+  std::vector<ProbeConfig> probes;        // in file order
 
   bool details_exposed() const;
   const ProbeConfig* probe(std::string_view name) const;

@@ -51,6 +51,11 @@ void Health::set_probes(std::vector<std::shared_ptr<Probe>> probes, Millis start
   details_ = details;
 }
 
+void Health::set_liveness(std::map<std::string, LivenessRecord> records) {
+  std::lock_guard lock(mutex_);
+  liveness_ = std::move(records);
+}
+
 std::vector<std::shared_ptr<Probe>> Health::probes() const {
   std::lock_guard lock(mutex_);
   return probes_;
@@ -62,7 +67,13 @@ Snapshot Health::snapshot() const {
   {
     std::lock_guard lock(mutex_);
     s.probes.reserve(probes_.size());
-    for (const auto& p : probes_) s.probes.push_back({p, {}, Status::Unknown});
+    for (const auto& p : probes_) {
+      s.probes.push_back({p, {}, Status::Unknown, std::nullopt});
+      if (auto it = liveness_.find(p->config().name); it != liveness_.end())
+        s.probes.back().liveness = it->second;
+      else if (p->config().liveness)
+        s.probes.back().liveness = LivenessRecord{};
+    }
     start_period = start_period_;
     s.details = details_;
   }
@@ -133,6 +144,34 @@ void append_history(std::string& out, const Snapshot& s, const History& h, std::
   out += ']';
 }
 
+void append_time_or_null(std::string& out, const std::optional<WallTime>& t) {
+  if (!t) {
+    out += "null";
+    return;
+  }
+  out += '"';
+  out += rfc3339(*t);
+  out += '"';
+}
+
+// "liveness": restarts by `vitals notify --liveness`, the last one and why, and when it gave up.
+void append_liveness(std::string& out, const Snapshot& s, const LivenessRecord& l) {
+  out += ",\"liveness\":{\"restarts\":";
+  out += std::to_string(l.restarts);
+  out += ",\"last_restart\":";
+  append_time_or_null(out, l.last_restart);
+  if (s.details) {
+    out += ",\"last_restart_reason\":";
+    if (l.last_restart)
+      append_json_string(out, l.last_reason);
+    else
+      out += "null";
+  }
+  out += ",\"gave_up_at\":";
+  append_time_or_null(out, l.gave_up);
+  out += '}';
+}
+
 void append_probe(std::string& out, const Snapshot& s, const ProbeView& v,
                   std::optional<std::size_t> history) {
   const ProbeConfig& c = v.probe->config();
@@ -175,6 +214,7 @@ void append_probe(std::string& out, const Snapshot& s, const ProbeView& v,
     else
       out += ",\"history\":[],\"transitions\":[]";
   }
+  if (v.liveness) append_liveness(out, s, *v.liveness);
   out += '}';
 }
 

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "liveness.hpp"
 #include "probe.hpp"
 
 namespace vitals {
@@ -32,6 +33,8 @@ struct ProbeView {
   std::shared_ptr<Probe> probe;
   ProbeState state;
   Status status;  // effective_now
+  // Restarts by `vitals notify --liveness` (its state file), for probes with liveness.
+  std::optional<LivenessRecord> liveness;
 };
 
 struct Snapshot {
@@ -57,6 +60,8 @@ class Health {
   // latches "has been ready" the first time the results make the agent ready. True once latched.
   bool latch_ready();
   WallTime started_at() const { return started_wall_; }
+  // What the liveness state files said last (the agent refreshes it, never a request).
+  void set_liveness(std::map<std::string, LivenessRecord> records);
 
  private:
   SteadyTime started_ = std::chrono::steady_clock::now();
@@ -65,6 +70,7 @@ class Health {
   std::vector<std::shared_ptr<Probe>> probes_;
   Millis start_period_{60'000};
   bool details_ = true;
+  std::map<std::string, LivenessRecord> liveness_;
   std::atomic<bool> ever_ready_{false};
 };
 

@@ -187,6 +187,16 @@ std::string render_metrics(const Snapshot& s, const AgentFacts& facts) {
     }
   }
 
+  for (const auto& v : s.probes) {
+    if (!v.liveness) continue;
+    e.family("vitals_liveness_restarts_total", "counter",
+             "Restarts of the probe's service by vitals notify --liveness (wedged: alive but "
+             "failing its probe).");
+    e.sample("vitals_liveness_restarts_total", "",
+             "probe=\"" + escape_label(v.probe->config().name) + "\"",
+             static_cast<double>(v.liveness->restarts));
+  }
+
   e.family("vitals_health_status", "gauge",
            "The agent's overall status: 1 for the current state, 0 for the others.");
   for (Overall o : {Overall::Starting, Overall::Healthy, Overall::Degraded, Overall::Unhealthy})

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "agent.hpp"
+#include "liveness.hpp"
 #include "readiness.hpp"
 
 namespace vitals {
@@ -53,6 +54,7 @@ void send_verdict(int fd, int code) {
 class ProgWatch {
  public:
   bool open(pid_t pid, std::string& error) {
+    pid_ = pid;
     pidfd_ = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
     if (pidfd_ >= 0) return true;
     const std::string pidfd_error = strerror(errno);
@@ -86,6 +88,14 @@ class ProgWatch {
     }
   }
 
+  // Sends PROG a signal (liveness); false once PROG is gone. Through the pidfd, never a later
+  // process with the same pid; without one, only while /proc/<pid> still names PROG.
+  bool signal(int sig) const {
+    if (pidfd_ >= 0) return syscall(SYS_pidfd_send_signal, pidfd_, sig, nullptr, 0) == 0;
+    return !gone() && kill(pid_, sig) == 0;
+  }
+  pid_t pid() const { return pid_; }
+
  private:
   static constexpr Millis kProcPoll{50};
 
@@ -102,6 +112,7 @@ class ProgWatch {
   }
 
   int pidfd_ = -1, procfd_ = -1;
+  pid_t pid_ = 0;
 };
 
 // The poller's pace. While results change, on a warn (progress in flight, such as a model load)
@@ -233,11 +244,19 @@ class Flight {
   _exit(0);
 }
 
+// --liveness (or the probe's `liveness:` map): the poller stays after readiness and restarts a
+// wedged PROG (agent/liveness.hpp); `state_file` keeps its restarts.
+struct Liveness {
+  LivenessConfig config;
+  std::string state_file;
+};
+
 // The poller. It is not PROG's child (see cmd_notify), and watches PROG through ProgWatch.
 // It first loads the probe and sends its verdict on `verdict_fd`.
 void poll_until_ready(const std::string& config_path, const std::string& name,
                       ReadinessNotifier& notifier, const ProgWatch& prog,
-                      std::optional<Millis> deadline, int verdict_fd) {
+                      std::optional<Millis> deadline, int verdict_fd,
+                      const std::optional<Liveness>& liveness) {
   // PROG's exit ends the poller at once, even in the middle of a probe run.
   std::thread([prog] {
     prog.exited(Millis(-1));
@@ -276,14 +295,20 @@ void poll_until_ready(const std::string& config_path, const std::string& name,
           std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
               .count();
       std::string why;
-      if (notifier.notify(why))
-        spdlog::info("probe {} passed after {:.0f}ms (that run took {:.1f}ms): ready", name,
-                     after_ms, r.duration_s * 1000);
-      else
+      if (!notifier.notify(why)) {
         spdlog::error(
             "probe {} passed after {:.0f}ms, but unable to {}: {}; the supervisor does not know "
             "the service is ready",
             name, after_ms, notifier.action(), why);
+        return;
+      }
+      spdlog::info("probe {} passed after {:.0f}ms (that run took {:.1f}ms): ready", name, after_ms,
+                   r.duration_s * 1000);
+      if (!liveness) return;
+      LivenessTarget target{[&] { return flight.idle(); }, [&] { return flight.run(); },
+                            [&](Millis wait) { return prog.exited(wait); },
+                            [&](int sig) { return prog.signal(sig); }, prog.pid()};
+      keep_alive(probe->config(), liveness->config, liveness->state_file, target);
       return;
     }
     const std::string now = std::string(to_string(r.status)) + " at " + r.stage + ": " + r.message;
@@ -324,6 +349,7 @@ int cmd_notify(const CommandLine& cl) {
   std::optional<Millis> deadline;
   if (!cl.deadline.empty() && !(deadline = parse_duration(cl.deadline)))
     return fail(kPermanent, "invalid --deadline '" + cl.deadline + "'; use e.g. 30s");
+  const bool liveness_flag = cl.liveness;
 
   // The notification fd first (its number may come from the config); the probe itself (plugin,
   // options, create) loads in the poller, and PROG starts only once it has.
@@ -343,6 +369,15 @@ int cmd_notify(const CommandLine& cl) {
                 "no notification fd: pass --notify-fd, run from a service directory with "
                 "notification-fd, or under systemd (NOTIFY_SOCKET)");
   if (fd && !(why = notify_fd_problem(*fd)).empty()) return fail(kTemporary, why);
+  // Liveness (--liveness or the probe's `liveness:` map, whose numbers win over the defaults)
+  // needs a folder to keep the restarts in, checked before PROG starts.
+  std::optional<Liveness> liveness;
+  const ProbeConfig* pc = c.config->probe(name);  // missing: the poller says so
+  if (pc && (liveness_flag || pc->liveness)) {
+    if (why = prepare_state_dir(c.config->state_dir); !why.empty()) return fail(kPermanent, why);
+    liveness =
+        Liveness{pc->liveness.value_or(LivenessConfig{}), liveness_file(c.config->state_dir, name)};
+  }
 
   // Double fork: PROG forks A, A forks the poller B and exits, PROG reaps A and execs. B is never
   // PROG's child, so a daemon that reaps unknown children as crashed workers (the postmaster
@@ -366,7 +401,7 @@ int cmd_notify(const CommandLine& cl) {
     if (fork() == 0) {
       auto notifier = fd ? std::make_unique<ReadinessNotifier>(fd)
                          : std::make_unique<ReadinessNotifier>(*sd, prog);
-      poll_until_ready(config_path, name, *notifier, watch, deadline, verdict[1]);
+      poll_until_ready(config_path, name, *notifier, watch, deadline, verdict[1], liveness);
       leave();
     }
     _exit(0);

@@ -9,6 +9,9 @@ Containers (host network, free ports, one named volume each):
   F  A's volume again, config with 250 ms intervals, threshold 1 (VITALS_CONFIG): kill -9 of the postmaster, the
      MCP server killed, the model unloaded, Ollama stopped; each recovered with the container and
      the agent still running
+  W  A's volume again, the shipped config with the mcp probe every 1 s: the MCP server wedged with
+     SIGSTOP (alive, not answering) is restarted by `vitals notify --liveness`, and the container is
+     healthy again without a `podman restart`, PostgreSQL and Ollama never restarted
   B  `-e PGPASSWORD=...` alone, new volume: healthy, no password file
   C  B's volume with a wrong PGPASSWORD: never ready, one clear line, no password in any log, the
      container stops with a non-zero status once s6-rc gives up
@@ -20,7 +23,7 @@ import re
 import sys
 import time
 
-from ctlib import Checks, Container, free_port, health, http_get, mcp_initialize, podman, run, wait_for
+from ctlib import IMAGE, Checks, Container, free_port, health, http_get, mcp_initialize, podman, run, wait_for
 
 WORK = os.environ.get("WORK", "/var/tmp/vitals-container")
 SRC = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -79,9 +82,9 @@ def watch_health(until, timeout=60, probe=None):
 
 def check_image():
     print("# the image", flush=True)
-    ep = podman("image", "inspect", "localhost/vitals-allinone:test", "--format", "{{json .Config.Entrypoint}}").stdout.strip()
+    ep = podman("image", "inspect", IMAGE, "--format", "{{json .Config.Entrypoint}}").stdout.strip()
     C.check(ep == '["/init"]', "entry point is /init", ep)
-    hc = podman("image", "inspect", "localhost/vitals-allinone:test", "--format", "{{json .Config.Healthcheck}}").stdout.strip()
+    hc = podman("image", "inspect", IMAGE, "--format", "{{json .Config.Healthcheck}}").stdout.strip()
     C.check('"CMD","vitals","check"' in hc, "HEALTHCHECK is `vitals check` in exec form", hc)
 
 
@@ -218,6 +221,79 @@ def check_faults(volume):
     f.remove()
 
 
+def wedge_config():
+    """The shipped config with the mcp probe every 1 s (timeout 500 ms, failure threshold 1):
+    liveness as shipped (3 failed runs in a row), so the wedge is seen in seconds."""
+    text = open(os.path.join(SRC, "config", "container.yaml")).read()
+    mcp = text.index("\n  mcp:\n")
+    head, tail = text[:mcp], text[mcp:]
+    tail = re.sub(r"(?m)^(\s+)interval: \S+$", r"\1interval: 1s", tail, count=1)
+    tail = re.sub(r"(?m)^(\s+)timeout: \S+$", r"\1timeout: 500ms", tail, count=1)
+    tail = re.sub(r"(?m)^(\s+)failure_threshold: \S+$", r"\1failure_threshold: 1", tail, count=1)
+    path = os.path.join(WORK, "container-wedge.yaml")
+    with open(path, "w") as f:
+        f.write(head + tail)
+    os.chmod(path, 0o644)
+    return path
+
+
+def wedge_mcp(c, port):
+    """SIGSTOPs the MCP server (svc-mcp's supervised pid) and polls /health every 100 ms; returns
+    (seconds from the wedge until /health is healthy again after being unhealthy, the statuses
+    seen, the wedged pid), or (None, ...) if it is not healthy within 180 s."""
+    pid = c.svstat("svc-mcp")["pid"]
+    c.exec("kill", "-STOP", str(pid))
+    t0 = time.monotonic()
+    seen, was_down = [], False
+    while time.monotonic() - t0 < 180:
+        try:
+            status = health(port)["status"]
+        except (OSError, ValueError, KeyError):
+            status = "unreachable"
+        if not seen or seen[-1] != status:
+            seen.append(status)
+        was_down |= status != "healthy"
+        if was_down and status == "healthy":
+            return time.monotonic() - t0, seen, pid
+        time.sleep(0.1)
+    return None, seen, pid
+
+
+def check_wedge(volume):
+    print("# W: the MCP server wedged (SIGSTOP: alive, not answering), restarted by vitals", flush=True)
+    w = Container(f"{TAG}-w", env={**ENV, "VITALS_CONFIG": "/etc/vitals/wedge.yaml"}, volume=volume,
+                  mounts=[f"{wedge_config()}:/etc/vitals/wedge.yaml:ro"]).run()
+    seen = wait_healthy(w)
+    C.check(seen and seen[-1][2] == "healthy", "W boots healthy on the existing cluster")
+    started = w.inspect("{{.State.StartedAt}}")
+    before = {s: w.svstat(s)["pid"] for s in ("svc-postgresql", "svc-ollama", "svc-vitals")}
+    took, statuses, wedged = wedge_mcp(w, VP)
+    C.check(took is not None, "after SIGSTOP of the MCP server, /health turns unhealthy and then healthy again",
+            f"{' -> '.join(statuses)} in {took:.1f} s" if took else " -> ".join(statuses))
+    after = w.svstat("svc-mcp")
+    C.check(after["pid"] != wedged and after["up"] and after["ready"],
+            "svc-mcp runs under a new pid, up and ready (s6 restarted it after vitals ended the wedged one)",
+            f"pid {wedged} -> {after['pid']}")
+    C.check(w.exec("test", "-e", f"/proc/{wedged}", check=False).returncode == 1, "the wedged process is gone")
+    hc = w.healthcheck()
+    C.check(hc[0] == 0 and hc[2] == "healthy", "the HEALTHCHECK says healthy, without `podman restart`", hc[1])
+    now = {s: w.svstat(s)["pid"] for s in before}
+    C.check(now == before and w.inspect("{{.State.StartedAt}}") == started,
+            "PostgreSQL, Ollama and the agent kept their pids; the same container", str(now))
+    lines = [line for line in w.stdout().splitlines() if "liveness: probe mcp failed" in line]
+    C.check(len(lines) == 1 and f"restarting the service: SIGTERM to pid {wedged} (restart 1 of at most 3 within 15m)" in lines[0],
+            "one log line says why and what vitals did", lines[0] if lines else "none")
+    wait_for(lambda: health(VP)["probes"]["mcp"]["liveness"]["restarts"] == 1, 15, what="/health liveness")
+    live = health(VP)["probes"]["mcp"]["liveness"]
+    C.check(live["restarts"] == 1 and live["last_restart"] and live["last_restart_reason"].startswith("fail at "),
+            "/health shows the restart: probes.mcp.liveness", json.dumps(live))
+    status, body = http_get(f"http://127.0.0.1:{VP}/metrics")
+    C.check('vitals_liveness_restarts_total{probe="mcp"} 1\n' in body,
+            '/metrics: vitals_liveness_restarts_total{probe="mcp"} 1')
+    check_stop(w, "W")
+    w.remove()
+
+
 def check_pgpassword():
     print("# B: -e PGPASSWORD=... alone", flush=True)
     secret = "b-" + os.urandom(9).hex()
@@ -264,10 +340,11 @@ def main():
         check_stop_a(a, pw)
         a.remove()
         check_faults(f"{TAG}-a")
+        check_wedge(f"{TAG}-a")
         vol, secret = check_pgpassword()
         check_wrong_password(vol, secret)
     finally:
-        for suffix in "afbc":
+        for suffix in "afwbc":
             podman("rm", "-f", "-t", "0", f"{TAG}-{suffix}", check=False)
             podman("volume", "rm", "-f", f"{TAG}-{suffix}", check=False)
     return C.summary()

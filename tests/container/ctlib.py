@@ -14,7 +14,7 @@ import urllib.request
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
 from vitals_testlib import free_port, wait_for  # noqa: E402,F401 - shared with the integration tests
 
-IMAGE = "localhost/vitals-allinone:test"
+IMAGE = os.environ.get("ALLINONE_IMAGE", "localhost/vitals-allinone:test")  # set by lib.sh
 
 
 def run(*args, check=True, timeout=120, input=None):

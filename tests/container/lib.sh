@@ -21,7 +21,9 @@ WORK=${WORK:-/var/tmp/vitals-container}
 BASE_IMAGE=localhost/vitals-bookworm:minbase
 OLLAMA_IMAGE=localhost/vitals-test-ollama:fake
 MCP_APP_IMAGE=localhost/vitals-test-mcp-app:test
-ALLINONE_IMAGE=localhost/vitals-allinone:test
+# ALLINONE_IMAGE may be set to build and test under another tag (engineers sharing a machine).
+ALLINONE_IMAGE=${ALLINONE_IMAGE:-localhost/vitals-allinone:test}
+export ALLINONE_IMAGE
 S6_OVERLAY_DIR=${S6_OVERLAY_DIR:-$CT_SRC/../shared/vendor/s6-overlay-3.2.3.2}
 
 ct_now() { date +%s.%N; }

@@ -28,13 +28,13 @@ TEST_CASE("each invalid config is rejected with one line naming file, line and k
        "invalid-top-level-list.yaml:1: expected a map at the top level"},
       {"invalid-unknown-top-key.yaml",
        "invalid-unknown-top-key.yaml:2: unknown key 'listen_addr'; valid keys: expose_details, "
-       "history, listen, log_level, plugin_dir, probes, readiness, start_period"},
+       "history, listen, log_level, plugin_dir, probes, readiness, start_period, state_dir"},
       {"invalid-history.yaml",
        "invalid-history.yaml:1: history: must be between 0 and 10000, got 100000"},
       {"invalid-unknown-probe-key.yaml",
        "invalid-unknown-probe-key.yaml:4: probes.db: unknown key 'intervall'; valid keys: "
-       "failure_threshold, gates_readiness, interval, options, plugin, start_interval, "
-       "success_threshold, tier, timeout"},
+       "failure_threshold, gates_readiness, interval, liveness, options, plugin, "
+       "start_interval, success_threshold, tier, timeout"},
       {"invalid-duplicate-key.yaml",
        "invalid-duplicate-key.yaml:5: probes.db.interval: duplicate key (first at line 4)"},
       {"invalid-duplicate-probe.yaml",
@@ -91,6 +91,18 @@ TEST_CASE("each invalid config is rejected with one line naming file, line and k
        "invalid-readiness-key.yaml:2: readiness: unknown key 'notify'; valid keys: notify_fd"},
       {"invalid-deep-nesting.yaml",
        "invalid-deep-nesting.yaml:1: invalid YAML: nested too deeply (more than 500 levels)"},
+      {"invalid-liveness-key.yaml",
+       "invalid-liveness-key.yaml:5: probes.mcp.liveness: unknown key 'restarts'; valid keys: "
+       "after, max_restarts, within"},
+      {"invalid-liveness-after.yaml",
+       "invalid-liveness-after.yaml:4: probes.mcp.liveness.after: must be between 1 and 1000, "
+       "got 0"},
+      {"invalid-liveness-within.yaml",
+       "invalid-liveness-within.yaml:4: probes.mcp.liveness.within: invalid duration '10'; use "
+       "e.g. 250ms, 2s, 1m"},
+      {"invalid-liveness-scalar.yaml",
+       "invalid-liveness-scalar.yaml:4: probes.mcp.liveness: expected a map such as {after: 3, "
+       "max_restarts: 5, within: 10m}"},
       {"invalid-huge.yaml", "invalid-huge.yaml: is larger than 1 MiB"},
       {"no-such-file.yaml", "no-such-file.yaml: unable to read: No such file or directory"},
   }));
@@ -305,4 +317,27 @@ TEST_CASE("check_listen: errors name the file, the default applies without the k
   // Errors elsewhere in the file do not matter to `check`: a running agent keeps its address.
   CHECK(check_listen(std::string(VITALS_TEST_DATA) + "/invalid-bad-tier.yaml", error) ==
         "127.0.0.1:9851");
+}
+
+TEST_CASE("liveness: defaults, partial maps and the state folder", "[config]") {
+  ConfigResult r = parse_config(
+      "state_dir: state\nprobes:\n  a: {plugin: tcp}\n  b: {plugin: tcp, liveness: {}}\n"
+      "  c: {plugin: tcp, liveness: {after: 2, within: 1m}}\n",
+      "/etc/vitals/v.yaml");
+  INFO((r.errors.empty() ? "" : r.errors.front()));
+  REQUIRE(r.config);
+  CHECK(r.config->state_dir == "/etc/vitals/state");
+  CHECK_FALSE(r.config->probes[0].liveness);
+  REQUIRE(r.config->probes[1].liveness);
+  CHECK(*r.config->probes[1].liveness == LivenessConfig{});
+  CHECK(r.config->probes[1].liveness->after == 3);
+  CHECK(r.config->probes[1].liveness->max_restarts == 5);
+  CHECK(r.config->probes[1].liveness->within == Millis(600'000));
+  REQUIRE(r.config->probes[2].liveness);
+  CHECK(r.config->probes[2].liveness->after == 2);
+  CHECK(r.config->probes[2].liveness->max_restarts == 5);
+  CHECK(r.config->probes[2].liveness->within == Millis(60'000));
+  CHECK(parse_config("probes: {}\n", "t.yaml").config->state_dir == "/run/vitals");
+  // A changed liveness map is a changed definition (a reload shows the new one).
+  CHECK_FALSE(r.config->probes[1].same_definition(r.config->probes[2]));
 }
