@@ -43,7 +43,7 @@ def status():
 def wedge(c, limit=240):
     """SIGSTOPs svc-mcp's process; returns (s to unhealthy, s to healthy again or None)."""
     pid = c.svstat("svc-mcp")["pid"]
-    c.exec("kill", "-STOP", str(pid))
+    c.exec("sh", "-c", f"kill -STOP {pid}")
     t0 = time.monotonic()
     down = None
     while time.monotonic() - t0 < limit:
@@ -89,7 +89,7 @@ def seed_side():
     try:
         wait_for(lambda: c.healthcheck()[2] == "healthy", 300, interval=1, what="seed healthy")
         pid = c.svstat("svc-mcp")["pid"]
-        c.exec("kill", "-STOP", str(pid))
+        c.exec("sh", "-c", f"kill -STOP {pid}")
         t0 = time.monotonic()
         checks = []
         # Docker's schedule: a check every --interval (30 s) after the previous one ended.

@@ -242,7 +242,7 @@ def wedge_mcp(c, port):
     (seconds from the wedge until /health is healthy again after being unhealthy, the statuses
     seen, the wedged pid), or (None, ...) if it is not healthy within 180 s."""
     pid = c.svstat("svc-mcp")["pid"]
-    c.exec("kill", "-STOP", str(pid))
+    c.exec("sh", "-c", f"kill -STOP {pid}")
     t0 = time.monotonic()
     seen, was_down = [], False
     while time.monotonic() - t0 < 180:
