@@ -270,7 +270,11 @@ def check_wedge(volume):
     took, statuses, wedged = wedge_mcp(w, VP)
     C.check(took is not None, "after SIGSTOP of the MCP server, /health turns unhealthy and then healthy again",
             f"{' -> '.join(statuses)} in {took:.1f} s" if took else " -> ".join(statuses))
-    after = w.svstat("svc-mcp")
+    # The agent's own probe may pass a moment before the new poller's: wait for s6's readiness.
+    try:
+        after = wait_for(lambda: (st := w.svstat("svc-mcp"))["ready"] and st, 30, what="svc-mcp ready")
+    except AssertionError:
+        after = w.svstat("svc-mcp")
     C.check(after["pid"] != wedged and after["up"] and after["ready"],
             "svc-mcp runs under a new pid, up and ready (s6 restarted it after vitals ended the wedged one)",
             f"pid {wedged} -> {after['pid']}")
