@@ -115,7 +115,8 @@ exec sleep 100000
         # 2. A wedge that outlives the restart: vitals restarts it once, and the new server is
         # never called ready while it does not answer, so a dependent starting now waits.
         open(self.wedge, "w").close()
-        _, ready, third = self.wait(lambda: (s := self.status())[2] not in (first, second) and s, "the second restart")
+        _, _, third = self.wait(lambda: (s := self.status())[0] and s[2] not in (-1, first, second) and s,
+                                "the second restart")
         self.assertEqual(len(self.restart_lines()), 2)
         self.scan.svc("-u", self.scan.path("app"))
         self.assertEqual(self.scan.svwait("-U", "web", 3000), 99, log_of(self.log))
