@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <condition_variable>
 #include <cstring>
+#include <filesystem>
 #include <mutex>
 #include <thread>
 
@@ -16,6 +17,7 @@
 #include "readiness.hpp"
 #include "scheduler.hpp"
 #include "sd_notify.hpp"
+#include "worker.hpp"
 
 namespace vitals {
 
@@ -23,6 +25,27 @@ std::vector<std::string> plugin_dirs_for(const Config& c) {
   if (c.plugin_dirs.empty()) return {PluginHost::default_dir()};
   return c.plugin_dirs;
 }
+
+namespace {
+
+// A plugin of the installed plugin folder (built with vitals), not one from anywhere else.
+bool is_builtin(const Plugin& plugin) {
+  std::error_code ec;
+  const auto dir = std::filesystem::canonical(PluginHost::default_dir(), ec);
+  return !ec && std::filesystem::canonical(plugin.path, ec).parent_path() == dir && !ec;
+}
+
+// The sanitizers' shadow memory needs terabytes of address space: no limit under them.
+uint64_t worker_memory_limit(const Config& c) {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  (void)c;
+  return 0;
+#else
+  return c.worker_memory_limit;
+#endif
+}
+
+}  // namespace
 
 std::optional<Prepared> prepare(const std::string& config_path,
                                 const std::vector<std::shared_ptr<Probe>>& previous,
@@ -48,9 +71,11 @@ std::optional<Prepared> prepare(const std::string& config_path,
     if (!only_probe.empty() && pc.name != only_probe) continue;
     const std::string where = c.file + ":" + std::to_string(pc.line) + ": probes." + pc.name;
     const Plugin* plugin = out.plugins->find(pc.plugin);
+    const bool isolated = plugin && c.isolation_for(pc, is_builtin(*plugin)) == Isolation::Process;
     // A probe is kept, with its history, if neither its definition nor its plugin's file changed.
     auto reused = std::find_if(previous.begin(), previous.end(), [&](const auto& p) {
-      return plugin && p->plugin().handle == plugin->handle && p->config().same_definition(pc);
+      return plugin && p->plugin().handle == plugin->handle && p->config().same_definition(pc) &&
+             p->isolated() == isolated;
     });
     if (reused != previous.end()) {
       (*reused)->state().history->resize(pc.history);  // `history:` may have changed
@@ -76,7 +101,9 @@ std::optional<Prepared> prepare(const std::string& config_path,
     BoundOptions options;
     if (!bind_options(pc, plugin->desc, c.file, options, errors)) continue;
     std::shared_ptr<const Plugin> keep(out.plugins, plugin);  // the host owns the plugin
-    auto probe = std::make_shared<Probe>(pc, keep, std::move(options));
+    auto probe =
+        std::make_shared<Probe>(pc, keep, std::move(options),
+                                isolated ? Worker::of(*plugin, worker_memory_limit(c)) : nullptr);
     std::string why;
     bool hung = false;
     if (!probe->create(why, hung)) {
@@ -185,6 +212,7 @@ class Agent {
       if (systemd_) systemd_->stopping();
       stop_requested_ = true;
       wake_.notify_all();
+      Worker::kill_all();  // no call waits on a plugin in a worker process
       if (wake_.wait_for(lock, kStopGrace, [this] { return finished_; })) return;
       spdlog::warn("still stopping after {}: a plugin call has not returned; exiting without it",
                    format_duration(kStopGrace));

@@ -4,6 +4,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -101,6 +102,39 @@ class Walker {
     return v;
   }
 
+  std::optional<Isolation> isolation(const YAML::Node& n, const std::string& path) {
+    auto text = scalar(n, path);
+    if (!text) return std::nullopt;
+    if (*text == "process") return Isolation::Process;
+    if (*text == "thread") return Isolation::Thread;
+    error(n, path, "expected process or thread, got '" + *text + "'");
+    return std::nullopt;
+  }
+
+  // A size in bytes: a number with an optional unit B, KiB, MiB, GiB (or KB, MB, GB); 0 or `off`.
+  std::optional<uint64_t> size(const YAML::Node& n, const std::string& path) {
+    auto text = scalar(n, path);
+    if (!text) return std::nullopt;
+    if (*text == "off") return 0;
+    static const std::map<std::string, uint64_t> kUnits = {{"", 1},
+                                                           {"B", 1},
+                                                           {"KiB", 1ull << 10},
+                                                           {"MiB", 1ull << 20},
+                                                           {"GiB", 1ull << 30},
+                                                           {"KB", 1000},
+                                                           {"MB", 1000000},
+                                                           {"GB", 1000000000}};
+    size_t digits = 0;
+    while (digits < text->size() && std::isdigit(static_cast<unsigned char>((*text)[digits])))
+      ++digits;
+    auto unit = kUnits.find(text->substr(digits));
+    if (digits == 0 || digits > 9 || unit == kUnits.end()) {
+      error(n, path, "invalid size '" + *text + "'; use e.g. 512MiB, 2GiB, or off");
+      return std::nullopt;
+    }
+    return std::stoull(text->substr(0, digits)) * unit->second;
+  }
+
   std::optional<bool> boolean(const YAML::Node& n, const std::string& path) {
     auto text = scalar(n, path);
     if (!text) return std::nullopt;
@@ -195,7 +229,7 @@ void parse_probe(Walker& w, const std::string& name, const YAML::Node& key, cons
   static const std::vector<std::string> kKeys = {
       "plugin",         "tier",    "gates_readiness",   "interval",
       "start_interval", "timeout", "failure_threshold", "success_threshold",
-      "options",        "liveness"};
+      "isolation",      "options", "liveness"};
   bool ok = w.check_keys(n, path, kKeys);
   ProbeConfig p;
   p.name = name;
@@ -237,6 +271,10 @@ void parse_probe(Walker& w, const std::string& name, const YAML::Node& key, cons
       (ok &=
        assign(w.integer(n["success_threshold"], path + ".success_threshold", 1, 1000), threshold)))
     p.success_threshold = static_cast<int>(threshold);
+  if (n["isolation"]) {
+    p.isolation = w.isolation(n["isolation"], path + ".isolation");
+    ok &= p.isolation.has_value();
+  }
   if (const YAML::Node opts = n["options"]) {
     if (opts.IsMap()) {
       ok &= w.check_keys(opts, path + ".options", {});
@@ -360,11 +398,21 @@ bool ProbeConfig::same_definition(const ProbeConfig& o) const {
     }
     return true;
   };
-  return name == o.name && plugin == o.plugin && tier == o.tier &&
+  return name == o.name && plugin == o.plugin && tier == o.tier && isolation == o.isolation &&
          gates_readiness == o.gates_readiness && interval == o.interval &&
          start_interval == o.start_interval && timeout == o.timeout &&
          failure_threshold == o.failure_threshold && success_threshold == o.success_threshold &&
          liveness == o.liveness && same_options();
+}
+
+Isolation Config::isolation_for(const ProbeConfig& p, bool builtin) const {
+  if (p.isolation) return *p.isolation;
+  if (!builtin) return Isolation::Process;
+  return isolation.value_or(Isolation::Process);
+}
+
+const char* to_string(Isolation i) {
+  return i == Isolation::Process ? "process" : "thread";
 }
 
 bool Config::details_exposed() const {
@@ -407,9 +455,10 @@ ConfigResult parse_config(std::string_view text, const std::string& file) {
   YAML::Node loaded;
   if (!load_root(text, file, loaded, result.errors)) return result;
   const YAML::Node& root = loaded;  // const: operator[] must never insert
-  static const std::vector<std::string> kKeys = {"listen",       "plugin_dir",     "log_level",
-                                                 "start_period", "expose_details", "readiness",
-                                                 "history",      "state_dir",      "probes"};
+  static const std::vector<std::string> kKeys = {
+      "listen",    "plugin_dir", "log_level", "start_period",        "expose_details",
+      "isolation", "readiness",  "history",   "worker_memory_limit", "state_dir",
+      "probes"};
   w.check_keys(root, "", kKeys);
   Config c;
   c.file = file;
@@ -462,6 +511,11 @@ ConfigResult parse_config(std::string_view text, const std::string& file) {
     bool b = false;
     if (assign(w.boolean(root["expose_details"], "expose_details"), b)) c.expose_details = b;
   }
+  if (root["isolation"]) {
+    if (auto i = w.isolation(root["isolation"], "isolation")) c.isolation = *i;
+  }
+  if (root["worker_memory_limit"])
+    assign(w.size(root["worker_memory_limit"], "worker_memory_limit"), c.worker_memory_limit);
   if (const YAML::Node r = root["readiness"]) {
     if (r.IsMap()) {
       w.check_keys(r, "readiness", {"notify_fd"});

@@ -15,8 +15,11 @@ namespace vitals {
 
 enum class Tier { Critical, Optional };
 enum class LogLevel { Trace, Debug, Info, Warn, Error };
+// Where a probe's plugin code runs: a worker process of its own plugin, or threads of the agent.
+enum class Isolation { Process, Thread };
 
 const char* to_string(Tier t);
+const char* to_string(Isolation i);
 
 // A plugin option as written in YAML (already ${VAR}-expanded), before the plugin's table types it.
 struct OptionValue {
@@ -47,6 +50,7 @@ struct ProbeConfig {
   Millis timeout{2'000};            // default: min(2s, interval / 2)
   int failure_threshold = 3;
   int success_threshold = 1;
+  std::optional<Isolation> isolation;  // unset: the top-level default (see Config)
   std::map<std::string, OptionValue> options;
   std::optional<LivenessConfig> liveness;  // the `liveness:` map, if written
   int line = 0;                            // where the probe is defined
@@ -66,9 +70,15 @@ struct Config {
   std::optional<int> notify_fd;
   std::size_t history = 120;              // runs kept per probe; 0: none
   std::string state_dir = "/run/vitals";  // liveness restart records, shared by notify and run
-  std::vector<ProbeConfig> probes;        // in file order
+  // `isolation`: the default for probes of the installed plugins (unset: thread); plugins from
+  // any other folder run in a worker process unless their probe says otherwise.
+  std::optional<Isolation> isolation;
+  uint64_t worker_memory_limit = 1ull << 30;  // bytes of a worker's data segment; 0: no limit
+  std::vector<ProbeConfig> probes;            // in file order
 
   bool details_exposed() const;
+  // The isolation of a probe whose plugin is `builtin` (from the installed plugin folder) or not.
+  Isolation isolation_for(const ProbeConfig& p, bool builtin) const;
   const ProbeConfig* probe(std::string_view name) const;
 };
 

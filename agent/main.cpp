@@ -1,5 +1,6 @@
-// The `vitals` command. `check` (the HEALTHCHECK client) is answered right here without Poco;
-// every other subcommand loads the agent library (Poco, yaml-cpp, spdlog) and runs it.
+// The `vitals` command. `check` (the HEALTHCHECK client) and `worker` (a probe worker process,
+// started by the agent) are answered right here without Poco; every other subcommand loads the
+// agent library (Poco, yaml-cpp, spdlog) and runs it.
 #include <dlfcn.h>
 
 #include <cstdio>
@@ -8,9 +9,11 @@
 
 #include "check.hpp"
 #include "paths.hpp"
+#include "worker_main.hpp"
 
 int main(int argc, char** argv) {
   if (argc > 1 && std::strcmp(argv[1], "check") == 0) return vitals::run_check(argc, argv);
+  if (argc > 1 && std::strcmp(argv[1], "worker") == 0) return vitals::run_worker(argc, argv);
   const std::string lib = vitals::pkglib_dir() + "/libvitals-core.so";
   void* core = dlopen(lib.c_str(), RTLD_NOW | RTLD_LOCAL);
   if (!core) {

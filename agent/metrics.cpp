@@ -126,6 +126,8 @@ std::string render_metrics(const Snapshot& s, const AgentFacts& facts) {
   e.family("vitals_probe_runs_total", "counter", "Probe runs, by raw result before thresholds.");
   e.family("vitals_probe_timeouts_total", "counter",
            "Probe runs the agent stopped waiting for at the probe's timeout.");
+  e.family("vitals_probe_crashes_total", "counter",
+           "Probe runs ended by the crash of their worker process (isolation: process).");
   e.family("vitals_probe_last_success_timestamp_seconds", "gauge",
            "When the probe last returned pass or warn, in seconds since the epoch.");
   e.family("vitals_probe_consecutive_failures", "gauge", "Failed runs in a row.");
@@ -157,6 +159,7 @@ std::string render_metrics(const Snapshot& s, const AgentFacts& facts) {
     e.sample("vitals_probe_runs_total", "", labels + ",result=\"fail\"",
              static_cast<double>(st.runs_fail));
     e.sample("vitals_probe_timeouts_total", "", labels, static_cast<double>(st.timeouts));
+    e.sample("vitals_probe_crashes_total", "", labels, static_cast<double>(st.crashes));
     if (st.last_success)
       e.sample("vitals_probe_last_success_timestamp_seconds", "", labels,
                epoch_seconds(*st.last_success));

@@ -1,5 +1,7 @@
 #include "probe.hpp"
 
+#include "worker_wire.hpp"
+
 #include <spdlog/spdlog.h>
 
 #include <cmath>
@@ -64,11 +66,14 @@ bool apply_result(ProbeState& s, const RunResult& r, int failure_threshold, int 
   return s.effective != before;
 }
 
-Probe::Probe(ProbeConfig config, std::shared_ptr<const Plugin> plugin, BoundOptions options)
+Probe::Probe(ProbeConfig config, std::shared_ptr<const Plugin> plugin, BoundOptions options,
+             std::shared_ptr<Worker> worker)
     : config_(std::move(config)),
       plugin_(std::move(plugin)),
       options_(std::move(options)),
-      log_(probe_logger(config_.name)) {
+      log_(probe_logger(config_.name)),
+      isolated_(worker != nullptr),
+      worker_(std::move(worker)) {
   host_.struct_size = sizeof host_;
   host_.host_ctx = this;
   host_.log = &host_log;
@@ -77,6 +82,7 @@ Probe::Probe(ProbeConfig config, std::shared_ptr<const Plugin> plugin, BoundOpti
 }
 
 Probe::~Probe() {
+  if (worker_ && worker_id_) worker_->leave(worker_id_);
   if (instance_) plugin_->desc.destroy(instance_);
 }
 
@@ -115,6 +121,19 @@ bool Probe::create(std::string& error, bool& hung) {
   };
   auto out = std::make_shared<Outcome>();
   const SteadyTime deadline = deadline_from(std::chrono::steady_clock::now());
+  if (worker_) {
+    join_worker();
+    WorkerReply r = worker_->create(worker_id_, give_up_at(deadline));
+    hung = r.kind == WorkerReply::Kind::Hung;
+    if (hung)
+      error = std::string("create() of plugin ") + plugin_->desc.name + " did not return within " +
+              format_duration(config_.timeout) + "; its worker was killed";
+    else if (r.kind == WorkerReply::Kind::Crashed)
+      error = "create() crashed: " + safe_text(r.message, options_.secrets());
+    else if (r.kind == WorkerReply::Kind::CreateFailed)
+      error = safe_text(r.message, options_.secrets());
+    return r.kind == WorkerReply::Kind::Ok;
+  }
   hung = !call_until(give_up_at(deadline), [self = shared_from_this(), out] {
     const auto values = self->options_.c_values();
     out->rc = self->plugin_->desc.create(&self->host_, values.data(),
@@ -135,7 +154,26 @@ bool Probe::create(std::string& error, bool& hung) {
   return true;
 }
 
+void Probe::join_worker() {
+  const auto values = options_.c_values();
+  std::weak_ptr<Probe> weak = weak_from_this();
+  worker_id_ = worker_->join(
+      config_.name, wire::encode_values(values.data(), static_cast<uint32_t>(values.size())),
+      options_.secrets(), [weak](int level, const std::string& text) {
+        if (auto self = weak.lock()) self->plugin_log(level, text);
+      });
+}
+
 RunResult Probe::run_once(SteadyTime deadline) {
+  if (worker_) {
+    WorkerReply reply = worker_->run(worker_id_, deadline, give_up_at(deadline));
+    if (reply.culprit) {  // quarantine: a worker of its own from now on
+      worker_->leave(worker_id_);
+      worker_ = Worker::of(*plugin_, worker_->data_limit(), config_.name);
+      join_worker();
+    }
+    return from_worker(reply, deadline);
+  }
   vitals_result raw{};
   raw.struct_size = sizeof raw;
   const SteadyTime start = std::chrono::steady_clock::now();
@@ -143,7 +181,33 @@ RunResult Probe::run_once(SteadyTime deadline) {
   const SteadyTime end = std::chrono::steady_clock::now();
   const double elapsed = std::chrono::duration<double>(end - start).count();
   if (end > give_up_at(deadline)) return timeout_result(elapsed);
+  return from_plugin(raw, elapsed, end);
+}
 
+RunResult Probe::from_worker(WorkerReply& reply, SteadyTime deadline) {
+  using Kind = WorkerReply::Kind;
+  if (reply.kind == Kind::Ok) {
+    const SteadyTime end{std::chrono::nanoseconds(reply.end_ns)};
+    const double elapsed = static_cast<double>(reply.end_ns - reply.start_ns) / 1e9;
+    if (end > give_up_at(deadline)) return timeout_result(elapsed);
+    return from_plugin(reply.result, elapsed, end);
+  }
+  if (reply.kind == Kind::Hung) {
+    RunResult r = timeout_result(std::chrono::duration<double>(config_.timeout).count());
+    r.message += "; its worker was killed";
+    return r;
+  }
+  RunResult r;
+  r.status = Status::Fail;
+  r.stage = reply.kind == Kind::CreateFailed ? "create" : "crashed";
+  r.message = safe_text(reply.message, options_.secrets());
+  r.crashed = reply.died_in_call;
+  r.checked_at = std::chrono::system_clock::now();
+  r.checked_mono = std::chrono::steady_clock::now();
+  return r;
+}
+
+RunResult Probe::from_plugin(vitals_result& raw, double elapsed, SteadyTime end) const {
   RunResult r;
   r.status = raw.status == VITALS_PASS   ? Status::Pass
              : raw.status == VITALS_WARN ? Status::Warn
@@ -202,6 +266,7 @@ void Probe::record(const RunResult& r) {
    : r.status == Status::Warn ? state_.runs_warn
                               : state_.runs_fail)++;
   if (r.timed_out || r.stage == "timeout") ++state_.timeouts;  // host- or plugin-detected
+  if (r.crashed) ++state_.crashes;
   for (size_t i = 0; i < kDurationBuckets.size(); ++i)
     if (r.duration_s <= kDurationBuckets[i]) ++state_.buckets[i];
   state_.duration_sum += r.duration_s;

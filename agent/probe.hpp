@@ -15,6 +15,7 @@
 #include "history.hpp"
 #include "options.hpp"
 #include "plugin_host.hpp"
+#include "worker.hpp"
 
 namespace vitals {
 
@@ -38,6 +39,7 @@ struct RunResult {
   WallTime checked_at{};
   SteadyTime checked_mono{};
   bool timed_out = false;
+  bool crashed = false;  // its worker process ended during the run
 };
 
 // Bucket upper bounds (seconds) of vitals_probe_run_duration_seconds.
@@ -52,7 +54,7 @@ struct ProbeState {
   WallTime since{};  // last change of `effective`
   bool ever_passed = false;
   std::optional<WallTime> last_success;
-  uint64_t runs_pass = 0, runs_warn = 0, runs_fail = 0, timeouts = 0;
+  uint64_t runs_pass = 0, runs_warn = 0, runs_fail = 0, timeouts = 0, crashes = 0;
   std::array<uint64_t, kDurationBuckets.size()> buckets{};  // cumulative counts per bound
   double duration_sum = 0;
   std::shared_ptr<History> history;  // shared by copies: a snapshot reads it without copying it
@@ -74,12 +76,15 @@ inline SteadyTime give_up_at(SteadyTime deadline) {
 
 class Probe : public std::enable_shared_from_this<Probe> {
  public:
-  Probe(ProbeConfig config, std::shared_ptr<const Plugin> plugin, BoundOptions options);
+  // `worker`: run in that worker process (isolation: process); null: on threads of the agent.
+  Probe(ProbeConfig config, std::shared_ptr<const Plugin> plugin, BoundOptions options,
+        std::shared_ptr<Worker> worker = nullptr);
   ~Probe();
   Probe(const Probe&) = delete;
   Probe& operator=(const Probe&) = delete;
 
-  // Calls the plugin's create() on a thread of its own, under the deadline a run would have:
+  // Calls the plugin's create() (on a thread of its own, or in its worker process) under the
+  // deadline a run would have:
   // false with a one-line reason (secrets scrubbed). `hung`: create() had not returned by
   // give_up_at(deadline) and was left behind, keeping this probe. Needs a shared_ptr owner.
   bool create(std::string& error, bool& hung);
@@ -105,6 +110,7 @@ class Probe : public std::enable_shared_from_this<Probe> {
   Status effective_now(const ProbeState& s, SteadyTime now) const;
   const ProbeConfig& config() const { return config_; }
   const Plugin& plugin() const { return *plugin_; }
+  bool isolated() const { return isolated_; }
   spdlog::logger& log() { return *log_; }
 
  private:
@@ -114,6 +120,12 @@ class Probe : public std::enable_shared_from_this<Probe> {
   std::shared_ptr<spdlog::logger> log_;
   vitals_host host_{};
   void* instance_ = nullptr;
+  const bool isolated_;
+  std::shared_ptr<Worker> worker_;  // changed only by the one call in flight (run or create)
+  uint32_t worker_id_ = 0;          // this probe's id in worker_, once joined
+  void join_worker();
+  RunResult from_plugin(vitals_result& raw, double elapsed_s, SteadyTime end) const;
+  RunResult from_worker(WorkerReply& reply, SteadyTime deadline);
   mutable std::mutex mutex_;
   ProbeState state_;
 };
