@@ -49,8 +49,7 @@ uint64_t worker_memory_limit(const Config& c) {
 
 std::optional<Prepared> prepare(const std::string& config_path,
                                 const std::vector<std::shared_ptr<Probe>>& previous,
-                                std::vector<std::string>& errors, const std::string& only_probe,
-                                bool* temporary) {
+                                std::vector<std::string>& errors, const std::string& only_probe) {
   ConfigResult parsed = load_config(config_path);
   if (!parsed.config) {
     errors = parsed.errors;
@@ -59,7 +58,6 @@ std::optional<Prepared> prepare(const std::string& config_path,
   Prepared out{std::move(*parsed.config), std::make_shared<PluginHost>(), {}};
   const Config& c = out.config;
   out.plugins->scan(plugin_dirs_for(c));
-  std::size_t hung_creates = 0;
   if (!only_probe.empty() && !c.probe(only_probe)) {
     std::string names;
     for (const auto& p : c.probes) names += (names.empty() ? "" : ", ") + p.name;
@@ -107,13 +105,15 @@ std::optional<Prepared> prepare(const std::string& config_path,
     std::string why;
     bool hung = false;
     if (!probe->create(why, hung)) {
-      errors.push_back(where + (hung ? ": " : ".options: ") + why);
-      hung_creates += hung;
-      continue;
+      if (!hung) {
+        errors.push_back(where + ".options: " + why);
+        continue;
+      }
+      // Kept: it fails with stage `create`, and the agent serves the others.
+      spdlog::warn("{}: {}", where, why);
     }
     out.probes.push_back(std::move(probe));
   }
-  if (temporary) *temporary = !errors.empty() && hung_creates == errors.size();
   if (!errors.empty()) return std::nullopt;
   return out;
 }
@@ -229,11 +229,10 @@ class Agent {
   // Starts the agent and serves until SIGTERM or SIGINT; reloads on SIGHUP.
   int serve() {
     std::vector<std::string> errors;
-    bool temporary = false;
-    auto prepared = prepare(path_, {}, errors, "", &temporary);
+    auto prepared = prepare(path_, {}, errors);
     if (!prepared) {
       for (const auto& e : errors) spdlog::error("{}", e);
-      return temporary ? kTemporary : kPermanent;
+      return kPermanent;
     }
     if (stop_requested()) return kOk;
     apply_log_level(prepared->config);

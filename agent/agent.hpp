@@ -22,12 +22,12 @@ struct Prepared {
 
 // parse -> validate -> load plugins -> bind options -> create instances. Probes of `previous`
 // whose definition is unchanged are reused as they are (with their history). With only_probe set,
-// only that probe is bound and created. Returns nullopt with one-line errors; `temporary` is set
-// if every error is a create() that did not return within the probe's timeout (worth a retry).
+// only that probe is bound and created. Returns nullopt with one-line errors. A probe whose
+// create() did not return in time (or crashed its worker) is kept, failing with stage `create`.
 std::optional<Prepared> prepare(const std::string& config_path,
                                 const std::vector<std::shared_ptr<Probe>>& previous,
                                 std::vector<std::string>& errors,
-                                const std::string& only_probe = "", bool* temporary = nullptr);
+                                const std::string& only_probe = "");
 
 // Sets the level of every logger (the agent's and each probe's) to the config's log_level.
 void apply_log_level(const Config& c);

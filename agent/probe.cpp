@@ -4,6 +4,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <atomic>
 #include <cmath>
 #include <functional>
 #include <future>
@@ -118,14 +119,18 @@ bool Probe::create(std::string& error, bool& hung) {
   struct Outcome {
     int rc = -1;
     char err[512] = {0};
+    void* instance = nullptr;
+    std::atomic<bool> abandoned{false};
   };
   auto out = std::make_shared<Outcome>();
   const SteadyTime deadline = deadline_from(std::chrono::steady_clock::now());
   if (worker_) {
     join_worker();
     WorkerReply r = worker_->create(worker_id_, give_up_at(deadline));
-    hung = r.kind == WorkerReply::Kind::Hung;
-    if (hung)
+    quarantine(r);
+    // Hung or crashed: the probe is kept; its runs create the instance again, in a new worker.
+    hung = r.kind == WorkerReply::Kind::Hung || r.kind == WorkerReply::Kind::Crashed;
+    if (r.kind == WorkerReply::Kind::Hung)
       error = std::string("create() of plugin ") + plugin_->desc.name + " did not return within " +
               format_duration(config_.timeout) + "; its worker was killed";
     else if (r.kind == WorkerReply::Kind::Crashed)
@@ -137,14 +142,19 @@ bool Probe::create(std::string& error, bool& hung) {
   hung = !call_until(give_up_at(deadline), [self = shared_from_this(), out] {
     const auto values = self->options_.c_values();
     out->rc = self->plugin_->desc.create(&self->host_, values.data(),
-                                         static_cast<uint32_t>(values.size()), &self->instance_,
+                                         static_cast<uint32_t>(values.size()), &out->instance,
                                          out->err, sizeof out->err);
+    // Returned after the host gave up on it: nobody will use this instance.
+    if (out->abandoned && out->rc == 0 && out->instance) self->plugin_->desc.destroy(out->instance);
   });
   if (hung) {
+    out->abandoned = true;
     error = std::string("create() of plugin ") + plugin_->desc.name + " did not return within " +
             format_duration(config_.timeout);
+    create_error_ = error;  // the thread cannot be taken back: the probe fails until a reload
     return false;
   }
+  instance_ = out->instance;
   if (out->rc != 0) {
     instance_ = nullptr;
     out->err[sizeof out->err - 1] = '\0';
@@ -164,15 +174,27 @@ void Probe::join_worker() {
       });
 }
 
+void Probe::quarantine(const WorkerReply& reply) {
+  if (!reply.culprit) return;
+  worker_->leave(worker_id_);
+  worker_ = Worker::of(*plugin_, worker_->data_limit(), config_.name);
+  join_worker();
+}
+
 RunResult Probe::run_once(SteadyTime deadline) {
   if (worker_) {
     WorkerReply reply = worker_->run(worker_id_, deadline, give_up_at(deadline));
-    if (reply.culprit) {  // quarantine: a worker of its own from now on
-      worker_->leave(worker_id_);
-      worker_ = Worker::of(*plugin_, worker_->data_limit(), config_.name);
-      join_worker();
-    }
+    quarantine(reply);
     return from_worker(reply, deadline);
+  }
+  if (!create_error_.empty()) {
+    RunResult r;
+    r.status = Status::Fail;
+    r.stage = "create";
+    r.message = create_error_;
+    r.checked_at = std::chrono::system_clock::now();
+    r.checked_mono = std::chrono::steady_clock::now();
+    return r;
   }
   vitals_result raw{};
   raw.struct_size = sizeof raw;
@@ -192,14 +214,14 @@ RunResult Probe::from_worker(WorkerReply& reply, SteadyTime deadline) {
     if (end > give_up_at(deadline)) return timeout_result(elapsed);
     return from_plugin(reply.result, elapsed, end);
   }
-  if (reply.kind == Kind::Hung) {
+  if (reply.kind == Kind::Hung && !reply.during_create) {
     RunResult r = timeout_result(std::chrono::duration<double>(config_.timeout).count());
     r.message += "; its worker was killed";
     return r;
   }
   RunResult r;
   r.status = Status::Fail;
-  r.stage = reply.kind == Kind::CreateFailed ? "create" : "crashed";
+  r.stage = reply.during_create ? "create" : "crashed";
   r.message = safe_text(reply.message, options_.secrets());
   r.crashed = reply.died_in_call;
   r.checked_at = std::chrono::system_clock::now();
@@ -292,7 +314,10 @@ ProbeState Probe::state() const {
 
 Status Probe::effective_now(const ProbeState& s, SteadyTime now) const {
   if (!s.last) return Status::Unknown;
-  if (now - s.last->checked_mono > 2 * config_.interval + config_.timeout) return Status::Unknown;
+  // An isolated run that hangs holds its probe until its worker is killed, a grace later.
+  const Millis grace = isolated_ ? kKillGrace : Millis(0);
+  if (now - s.last->checked_mono > 2 * config_.interval + config_.timeout + grace)
+    return Status::Unknown;
   return s.effective;
 }
 

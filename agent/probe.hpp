@@ -86,7 +86,8 @@ class Probe : public std::enable_shared_from_this<Probe> {
   // Calls the plugin's create() (on a thread of its own, or in its worker process) under the
   // deadline a run would have:
   // false with a one-line reason (secrets scrubbed). `hung`: create() had not returned by
-  // give_up_at(deadline) and was left behind, keeping this probe. Needs a shared_ptr owner.
+  // give_up_at(deadline) (or, in a worker, crashed): the probe is still usable, its runs fail
+  // with stage `create` (in a worker they try create() again). Needs a shared_ptr owner.
   bool create(std::string& error, bool& hung);
   // The deadline of a run starting at `start`: start + timeout.
   SteadyTime deadline_from(SteadyTime start) const { return start + config_.timeout; }
@@ -106,7 +107,8 @@ class Probe : public std::enable_shared_from_this<Probe> {
   void plugin_log(int level, const std::string& message);
 
   ProbeState state() const;
-  // The status /health shows: unknown if the last result is older than 2*interval+timeout.
+  // The status /health shows: unknown if the last result is older than 2*interval+timeout (plus
+  // the kill grace for an isolated probe).
   Status effective_now(const ProbeState& s, SteadyTime now) const;
   const ProbeConfig& config() const { return config_; }
   const Plugin& plugin() const { return *plugin_; }
@@ -121,9 +123,12 @@ class Probe : public std::enable_shared_from_this<Probe> {
   vitals_host host_{};
   void* instance_ = nullptr;
   const bool isolated_;
+  std::string create_error_;        // on threads: create() hung, the runs fail with this
   std::shared_ptr<Worker> worker_;  // changed only by the one call in flight (run or create)
   uint32_t worker_id_ = 0;          // this probe's id in worker_, once joined
   void join_worker();
+  // After a crash found this probe alone in a shared worker: moves it to a worker of its own.
+  void quarantine(const WorkerReply& reply);
   RunResult from_plugin(vitals_result& raw, double elapsed_s, SteadyTime end) const;
   RunResult from_worker(WorkerReply& reply, SteadyTime deadline);
   mutable std::mutex mutex_;

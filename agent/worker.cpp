@@ -103,12 +103,12 @@ void Worker::leave(uint32_t id) {
   std::lock_guard lock(mutex_);
   auto it = members_.find(id);
   if (it == members_.end()) return;
-  if (alive_ && it->second.created_in == generation_) {
+  if (usable() && it->second.created_in == generation_) {
     const Header h{Type::Destroy, id};
     (void)!::send(sock_, &h, sizeof h, MSG_NOSIGNAL | MSG_DONTWAIT);
   }
   members_.erase(it);
-  if (members_.empty() && alive_) {
+  if (members_.empty() && usable()) {
     retiring_ = true;
     kill_process("no probe uses it any more");
   }
@@ -210,7 +210,7 @@ WorkerReply Worker::call(Lock& lock, uint32_t id, const std::string& message, St
 WorkerReply Worker::create(uint32_t id, SteadyTime give_up) {
   Lock lock(mutex_);
   std::string error;
-  if (!alive_ && !start(error)) return {WorkerReply::Kind::Crashed, error};
+  if (!usable() && !start(error)) return {WorkerReply::Kind::Crashed, error};
   Member& m = members_.at(id);
   std::string message(sizeof(Header), '\0');
   const Header h{Type::Create, id};
@@ -225,7 +225,7 @@ WorkerReply Worker::create(uint32_t id, SteadyTime give_up) {
 WorkerReply Worker::run(uint32_t id, SteadyTime deadline, SteadyTime give_up) {
   {
     Lock lock(mutex_);
-    if (!alive_) {
+    if (!usable() && !retiring_) {
       const SteadyTime now = std::chrono::steady_clock::now();
       if (now < next_start_) {
         const auto wait = std::chrono::ceil<std::chrono::seconds>(next_start_ - now);
@@ -235,7 +235,7 @@ WorkerReply Worker::run(uint32_t id, SteadyTime deadline, SteadyTime give_up) {
                                                 std::to_string(wait.count()) + "s"};
       }
     }
-    if (members_.at(id).created_in == generation_ && alive_) {
+    if (members_.at(id).created_in == generation_ && usable()) {
       RunRequest req{{Type::Run, id}, 0};
       req.deadline_ns = static_cast<uint64_t>(
           std::chrono::duration_cast<std::chrono::nanoseconds>(deadline.time_since_epoch())
@@ -249,7 +249,12 @@ WorkerReply Worker::run(uint32_t id, SteadyTime deadline, SteadyTime give_up) {
   }
   // Not created in this process (a new process, or none yet): create it, then run.
   WorkerReply created = create(id, give_up);
-  if (created.kind != WorkerReply::Kind::Ok) return created;
+  if (created.kind != WorkerReply::Kind::Ok) {
+    created.during_create = true;
+    if (created.kind == WorkerReply::Kind::Hung)
+      created.message = "create() did not return; its worker was killed";
+    return created;
+  }
   return run(id, deadline, give_up);
 }
 

@@ -36,10 +36,11 @@ inline constexpr uint64_t kDefaultWorkerMemory = 1ull << 30;
 // What a call into a worker came to.
 struct WorkerReply {
   enum class Kind { Ok, CreateFailed, Crashed, Hung } kind = Kind::Ok;
-  std::string message;        // CreateFailed: the plugin's reason; Crashed, Hung: what happened
-  bool died_in_call = false;  // Crashed: the process ended while this call was in it
-  bool culprit = false;       // ... and this was the only call in it, among several probes
-  vitals_result result{};     // Ok, from a run
+  std::string message;         // CreateFailed: the plugin's reason; Crashed, Hung: what happened
+  bool died_in_call = false;   // Crashed: the process ended while this call was in it
+  bool culprit = false;        // ... and this was the only call in it, among several probes
+  bool during_create = false;  // the call was the create() a run starts with
+  vitals_result result{};      // Ok, from a run
   uint64_t start_ns = 0, end_ns = 0;
 };
 
@@ -65,7 +66,8 @@ class Worker : public std::enable_shared_from_this<Worker> {
 
   // create() of the probe's instance, in a running worker (started now if it is not).
   WorkerReply create(uint32_t id, SteadyTime give_up);
-  // One run; the instance is created first if this worker process does not hold it yet.
+  // One run; the instance is created first if this worker process does not hold it yet (a
+  // failure there comes back with during_create).
   WorkerReply run(uint32_t id, SteadyTime deadline, SteadyTime give_up);
 
   const std::string& plugin_name() const { return plugin_name_; }
@@ -81,6 +83,8 @@ class Worker : public std::enable_shared_from_this<Worker> {
     bool in_call = false;
   };
   using Lock = std::unique_lock<std::mutex>;
+  // A process that takes calls: running, and not being killed (a new one may start meanwhile).
+  bool usable() const { return alive_ && kill_reason_.empty(); }
   bool start(std::string& error);
   WorkerReply call(Lock& lock, uint32_t id, const std::string& message, SteadyTime give_up,
                    const std::string& hang_reason);

@@ -28,12 +28,13 @@ TEST_CASE("each invalid config is rejected with one line naming file, line and k
        "invalid-top-level-list.yaml:1: expected a map at the top level"},
       {"invalid-unknown-top-key.yaml",
        "invalid-unknown-top-key.yaml:2: unknown key 'listen_addr'; valid keys: expose_details, "
-       "history, listen, log_level, plugin_dir, probes, readiness, start_period, state_dir"},
+       "history, isolation, listen, log_level, plugin_dir, probes, readiness, start_period, "
+       "state_dir, worker_memory_limit"},
       {"invalid-history.yaml",
        "invalid-history.yaml:1: history: must be between 0 and 10000, got 100000"},
       {"invalid-unknown-probe-key.yaml",
        "invalid-unknown-probe-key.yaml:4: probes.db: unknown key 'intervall'; valid keys: "
-       "failure_threshold, gates_readiness, interval, liveness, options, plugin, "
+       "failure_threshold, gates_readiness, interval, isolation, liveness, options, plugin, "
        "start_interval, success_threshold, tier, timeout"},
       {"invalid-duplicate-key.yaml",
        "invalid-duplicate-key.yaml:5: probes.db.interval: duplicate key (first at line 4)"},

@@ -187,9 +187,10 @@ TEST_CASE("a configured probe whose plugin is refused or missing is a config err
   CHECK_FALSE(prepare(s.config("  a:\n    plugin: nope\n"), {}, errors));
   REQUIRE(errors.size() == 1);
   CHECK_THAT(errors[0], Catch::Contains("probes.a.plugin: no plugin 'nope' in "));
-  CHECK_THAT(errors[0],
-             Catch::Contains("available: fake-at-deadline, fake-create-blocks, fake-hangs, "
-                             "fake-no-options, fake-ok, fake-throws"));
+  CHECK_THAT(
+      errors[0],
+      Catch::Contains("available: fake-at-deadline, fake-crash, fake-create-blocks, fake-hangs, "
+                      "fake-no-options, fake-ok, fake-throws"));
 }
 
 TEST_CASE("options are checked against the plugin's table", "[loader]") {
