@@ -408,7 +408,7 @@ bool ProbeConfig::same_definition(const ProbeConfig& o) const {
 Isolation Config::isolation_for(const ProbeConfig& p, bool builtin) const {
   if (p.isolation) return *p.isolation;
   if (!builtin) return Isolation::Process;
-  return isolation.value_or(Isolation::Process);
+  return isolation.value_or(Isolation::Thread);
 }
 
 const char* to_string(Isolation i) {

@@ -529,8 +529,8 @@ listen: 127.0.0.1:@PORT@
 plugin_dir: {FAKES}
 start_period: 0s
 probes:
-  hangs: {{plugin: fake-hangs, tier: optional, interval: 200ms, timeout: 100ms}}
-  throws: {{plugin: fake-throws, tier: optional, interval: 100ms}}
+  hangs: {{plugin: fake-hangs, tier: optional, interval: 200ms, timeout: 100ms, isolation: thread}}
+  throws: {{plugin: fake-throws, tier: optional, interval: 100ms, isolation: thread}}
   good: {{plugin: fake-ok, interval: 100ms}}
 """)
         agent.wait_probe("hangs", "fail")
@@ -553,7 +553,7 @@ plugin_dir: {FAKES}
 start_period: 0s
 probes:
   good: {{plugin: fake-ok, interval: 100ms}}
-  hangs: {{plugin: fake-hangs, tier: optional, interval: {{interval}}ms, timeout: 100ms}}
+  hangs: {{plugin: fake-hangs, tier: optional, interval: {{interval}}ms, timeout: 100ms, isolation: thread}}
 """
         agent = self.start_agent(config.replace("{interval}", "1000"))
         cfg = agent.log_path.replace(".stderr", "")

@@ -504,10 +504,11 @@ listen: 127.0.0.1:@PORT@
 plugin_dir: {FAKES}
 start_period: 0s
 probes:
-  hangs: {{plugin: fake-hangs, tier: optional, interval: 1s, timeout: 200ms}}
-  throws: {{plugin: fake-throws, tier: optional, interval: 200ms}}
+  hangs: {{plugin: fake-hangs, tier: optional, interval: 1s, timeout: 200ms, isolation: thread}}
+  throws: {{plugin: fake-throws, tier: optional, interval: 200ms, isolation: thread}}
   good: {{plugin: fake-ok, interval: 100ms, options: {{result: {flag}}}}}
 """)
+        # On the agent's threads (test_isolation.py has the same in worker processes).
         h = agent.wait_status("degraded")
         hang = agent.wait_probe("hangs", "fail")
         self.assertEqual((hang["stage"], hang["message"]), ("timeout", "did not finish within 200ms"))
@@ -548,19 +549,22 @@ probes:
         self.assertEqual(counter(runs + 'fail"'), 0, agent.log())
         self.assertNotIn("result discarded", agent.log())
 
-    def test_a_create_that_blocks_fails_startup_with_111(self):
-        cfg = self.tmp.file("v.yaml", f"""plugin_dir: {FAKES}
-listen: 127.0.0.1:{free_port()}
+    def test_a_create_that_blocks_fails_only_its_probe(self):
+        for isolation in ("thread", "process"):
+            with self.subTest(isolation=isolation):
+                agent = self.start_agent(f"""plugin_dir: {FAKES}
+listen: 127.0.0.1:@PORT@
 probes:
-  stuck: {{plugin: fake-create-blocks, interval: 2s, timeout: 300ms}}
+  stuck: {{plugin: fake-create-blocks, interval: 2s, timeout: 300ms, isolation: {isolation}}}
+  good: {{plugin: fake-ok, interval: 100ms}}
 """)
-        try:
-            p = run_vitals("run", "-c", cfg, timeout=20)
-        except subprocess.TimeoutExpired:
-            self.fail("vitals run waited forever for a create() that blocks")
-        self.assertEqual(p.returncode, 111, p.stderr)
-        self.assertIn(f"{cfg}:4: probes.stuck: create() of plugin fake-create-blocks did not return "
-                      "within 300ms", p.stderr)
+                agent.wait_probe("good", "pass")
+                stuck = wait_for(lambda: (p := agent.probe("stuck"))["status"] == "fail" and p, 15,
+                                 what="stuck to fail")
+                self.assertIn(stuck["stage"], ("create", "timeout"))
+                self.assertIn("probes.stuck: create() of plugin fake-create-blocks did not return "
+                              "within 300ms", agent.log())
+                agent.stop()
 
     def test_sigterm_stops_an_agent_stuck_in_create(self):
         cfg = self.tmp.file("v.yaml", f"""plugin_dir: {FAKES}
@@ -593,12 +597,13 @@ probes:
 """)
         agent.wait_status("healthy")
         with open(agent.log_path.replace(".stderr", ""), "a") as f:
-            f.write("  stuck: {plugin: fake-create-blocks, interval: 2s, timeout: 300ms}\n")
+            f.write("  stuck: {plugin: fake-create-blocks, tier: optional, interval: 2s, timeout: 300ms}\n")
         agent.signal(signal.SIGHUP)
-        wait_for(lambda: "reload rejected" in agent.log(), what="the rejected reload")
+        # The reload goes through: the stuck probe fails (stage create), the others go on.
+        wait_for(lambda: "reloaded" in agent.log(), what="the reload")
         self.assertIn("probes.stuck: create() of plugin fake-create-blocks did not return within 300ms",
                       agent.log())
-        self.assertEqual(sorted(agent.health()[1]["probes"]), ["good"])
+        self.assertEqual(sorted(agent.health()[1]["probes"]), ["good", "stuck"])
         with open(agent.log_path.replace(".stderr", ""), "a") as f:
             f.write("  stuck2: {plugin: fake-create-blocks, interval: 1m, timeout: 30s}\n")
         agent.signal(signal.SIGHUP)

@@ -187,7 +187,7 @@ probes:
           options: {{command: [sh, -c, "echo 'disk \\"nearly\\" full \\\\ 91%'; exit 1"]}}}}
   gone: {{plugin: tcp, tier: optional, interval: 200ms, failure_threshold: 1,
           options: {{port: {free_port()}}}}}
-  stuck: {{plugin: fake-hangs, tier: optional, interval: 1s, timeout: 200ms}}
+  stuck: {{plugin: fake-hangs, tier: optional, interval: 1s, timeout: 200ms, isolation: thread}}
   counter: {{plugin: fake-ok, interval: 200ms}}
 """)
         want = {"dep": "pass", "self": "pass", "disk": "warn", "gone": "fail", "stuck": "unknown",
