@@ -12,7 +12,7 @@ scripts/setup.sh "$build"
 # scrape timeout is too tight for an ASan agent).
 if [ "${VITALS_SKIP_SANITIZE:-0}" != 1 ]; then
   NO_RESULTS=1 BUILD="$build-asan" \
-    TESTS='^(unit\..*|fuzz\..*|integration\.(agent|abuse|cli|http_plugin|install|mcp_http|notify_backoff|ollama|postgres|s6|s6_layout|s6_liveness|s6_notify))$' \
+    TESTS='^(unit\..*|fuzz\..*|integration\.(agent|abuse|cli|http_plugin|install|isolation|mcp_http|notify_backoff|ollama|postgres|s6|s6_layout|s6_liveness|s6_notify))$' \
     bench/sanitize.sh
 fi
 
