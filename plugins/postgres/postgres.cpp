@@ -8,6 +8,7 @@
 // connection is kept between runs; every run proves it with the real query, and a connection that
 // fails is dropped and, if time is left, replaced in the same run (so reachable/auth are
 // re-proven).
+#include <vitals/net.hpp>
 #include <vitals/probe.hpp>
 
 #include <arpa/inet.h>
@@ -382,10 +383,7 @@ class PostgresProbe {
         return Failure{"reachable", "timed out after " + ms_text(elapsed_ns()) +
                                         " resolving host name " + names};
       }
-      const uint64_t left = end - now;
-      timespec ts{static_cast<time_t>(left / 1000000000ull),
-                  static_cast<long>(left % 1000000000ull)};
-      gai_suspend(waiting.data(), static_cast<int>(waiting.size()), &ts);
+      vitals::gai_pause(end);  // not gai_suspend(): see net.hpp
     }
 
     std::vector<std::string> out_host, out_addr, out_port;

@@ -8,6 +8,7 @@
 //   if (dog.fired()) r.fail("timed out");              // whatever the library reported
 #pragma once
 
+#include <arpa/inet.h>
 #include <netdb.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -111,6 +112,18 @@ class SocketWatchdog {
   std::thread thread_;  // last: starts once the members above exist
 };
 
+// A pause while glibc's resolver threads work on getaddrinfo_a() lookups: at most 1 ms, never past
+// `until_ns`. Not gai_suspend(): one that times out just as a lookup completes leaves its waiter
+// (on its caller's stack) on the request, because it checks the request's status before the
+// resolver thread has told its waiters; the resolver thread then writes through that pointer,
+// which crashed the agent under load. A plain sleep leaves nothing behind.
+inline void gai_pause(uint64_t until_ns) {
+  const uint64_t now = monotonic_ns();
+  if (now >= until_ns) return;
+  std::this_thread::sleep_for(
+      std::chrono::nanoseconds(std::min<uint64_t>(until_ns - now, 1000000)));
+}
+
 // Resolves `host` (a name or an address literal) within the deadline and returns an address as
 // text (the first IPv4 one, else the first). Throws DeadlineExceeded, or std::runtime_error("unable
 // to resolve ..."). A lookup still running at the deadline is left to finish in glibc's resolver
@@ -136,6 +149,11 @@ inline std::string resolve(const std::string& host, const Deadline& d) {
     }
   }
 
+  in6_addr literal{};  // an address needs no lookup
+  if (inet_pton(AF_INET, host.c_str(), &literal) == 1 ||
+      inet_pton(AF_INET6, host.c_str(), &literal) == 1)
+    return host;
+
   auto* l = new Lookup{host};
   l->hints.ai_socktype = SOCK_STREAM;
   l->hints.ai_flags = AI_ADDRCONFIG;
@@ -157,9 +175,7 @@ inline std::string resolve(const std::string& host, const Deadline& d) {
       }
       throw DeadlineExceeded("unable to resolve " + host + " before the deadline");
     }
-    const timespec ts{static_cast<time_t>(left.count() / 1000000000),
-                      static_cast<long>(left.count() % 1000000000)};
-    gai_suspend(list, 1, &ts);
+    gai_pause(d.ns());
   }
   const int rc = gai_error(&l->cb);
   addrinfo* res = l->cb.ar_result;
