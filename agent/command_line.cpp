@@ -36,7 +36,7 @@ commands:
 
 `vitals COMMAND --help` describes a command's options; `--flag value` and `--flag=value` both work.
 exit codes: 0 ok, 1 unhealthy (check, once), 100 permanent error (usage, config, plugin refused),
-111 temporary error (cannot bind, notification fd not open, a plugin create() past its timeout)
+111 temporary error (cannot bind, notification fd not open)
 )";
 
 // A number of 3 or more (0-2 are stdin, stdout, stderr).

@@ -8,6 +8,6 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 need python3 curl
 build_vitals
-export VITALS FAKES="$VITALS_BUILD/tests/fakes" REPO OUT=${OUT:-/tmp/vitals-bench/crash_isolation}
+export VITALS FAKES="$(cd "$VITALS_BUILD" && pwd)/tests/fakes" REPO OUT=${OUT:-/tmp/vitals-bench/crash_isolation}
 [ -f "$FAKES/fake-crash.so" ] || { echo "missing $FAKES/fake-crash.so (build the tests)" >&2; exit 1; }
 python3 "$BENCH_DIR/crash_isolation.py" "$@"
