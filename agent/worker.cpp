@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <cstring>
 #include <thread>
 #include <vector>
@@ -58,6 +59,10 @@ std::string describe_exit(int status) {
 
 std::shared_ptr<Worker> Worker::of(const Plugin& plugin, uint64_t data_limit,
                                    const std::string& solo) {
+  // Reader threads log; at exit the loggers are destroyed under them. Registered after spdlog's
+  // registry was made, this runs before it is destroyed, and the readers fall silent.
+  static const bool quiet_at_exit = (std::atexit([] { g_stopping = true; }), true);
+  (void)quiet_at_exit;
   std::lock_guard lock(g_pool_mutex);
   std::erase_if(g_pool, [](const auto& entry) { return entry.second.expired(); });
   auto& slot = g_pool[{plugin.handle, solo}];
@@ -322,7 +327,7 @@ void Worker::on_message(const char* data, size_t size, uint64_t generation) {
     std::memcpy(&lh, data, sizeof lh);
     const LogFn log = m.log;
     lock.unlock();
-    log(lh.level, std::string(data + sizeof lh, size - sizeof lh));
+    if (!g_stopping) log(lh.level, std::string(data + sizeof lh, size - sizeof lh));
     return;
   }
   if (!m.in_call) return;
@@ -401,10 +406,7 @@ void Worker::on_exit(int status, uint64_t generation) {
     for (auto& [id, m] : members_)
       if (m.in_call) m.reply->culprit = true;
   cv_.notify_all();
-  if (!crash) {
-    spdlog::debug("plugin {}: worker {} ended: {}", plugin_name_, pid_, what);
-    return;
-  }
+  if (!crash) return;  // let go (no probe left, or the agent is stopping): nothing to say
   if (culprit_found) {
     spdlog::warn(
         "plugin {}: worker {} {} while running probe {}; that probe moves to a worker of "
