@@ -35,8 +35,10 @@ plugins, serves /health, /livez, /readyz and /metrics, signals readiness to s6 a
 systemd, and answers Docker HEALTHCHECKs with `vitals check`.")
 # /etc/vitals/vitals.yaml is a conffile: dpkg keeps the admin's edits across upgrades.
 file(WRITE "${CMAKE_BINARY_DIR}/deb/runtime/conffiles" "${CMAKE_INSTALL_FULL_SYSCONFDIR}/vitals/vitals.yaml\n")
-configure_file(packaging/debian/postinst "${CMAKE_BINARY_DIR}/deb/runtime/postinst" COPYONLY)
-configure_file(packaging/debian/postrm "${CMAKE_BINARY_DIR}/deb/runtime/postrm" COPYONLY)
+if(EXISTS "${PROJECT_SOURCE_DIR}/packaging/debian")  # not in the container build context
+  configure_file(packaging/debian/postinst "${CMAKE_BINARY_DIR}/deb/runtime/postinst" COPYONLY)
+  configure_file(packaging/debian/postrm "${CMAKE_BINARY_DIR}/deb/runtime/postrm" COPYONLY)
+endif()
 set(CPACK_DEBIAN_RUNTIME_PACKAGE_CONTROL_EXTRA
     "${CMAKE_BINARY_DIR}/deb/runtime/conffiles;${CMAKE_BINARY_DIR}/deb/runtime/postinst;${CMAKE_BINARY_DIR}/deb/runtime/postrm")
 
