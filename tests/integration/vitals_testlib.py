@@ -62,6 +62,29 @@ def http_get(url, timeout=5.0, method="GET", headers=None):
         return e.code, e.read().decode(), dict(e.headers)
 
 
+class Listener:
+    """A dependency for the tcp probe on a free local port: accepts and closes every connection
+    (so its backlog never fills however long a test runs)."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            conn.close()
+
+    def close(self):
+        self.sock.close()
+
+
 class TempDir:
     def __init__(self, prefix="vitals-test-"):
         self.path = tempfile.mkdtemp(prefix=prefix)
