@@ -12,6 +12,23 @@ def summary(vals):
             "max": vals[-1], "mean": statistics.fmean(vals)}
 
 
+def median_ci(vals, conf=0.95):
+    """A distribution-free interval for the median (the sign test's order statistics): the k-th
+    smallest and k-th largest value, k the largest with P(Binomial(n, 1/2) < k) <= (1 - conf) / 2.
+    Its coverage is at least conf; None below n = 6 (no such k)."""
+    vals = sorted(vals)
+    n = len(vals)
+    tail, k = 0.0, 0
+    while True:
+        nxt = tail + math.comb(n, k) / 2**n
+        if nxt > (1 - conf) / 2:
+            break
+        tail, k = nxt, k + 1
+    if k == 0:
+        return None
+    return vals[k - 1], vals[n - k]
+
+
 if __name__ == "__main__":
     label = sys.argv[1] if len(sys.argv) > 1 else ""
     vals = [float(x) for x in sys.stdin.read().split()]
