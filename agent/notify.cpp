@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <sys/syscall.h>
@@ -29,8 +30,9 @@ namespace vitals {
 namespace {
 
 constexpr Millis kNotifyDefaultInterval{10};
-constexpr Millis kSettleAfter{1000};  // a failure unchanged for this long is settled
-constexpr Millis kBackoffCap{1000};   // the slowest pace on a settled failure (or start_interval)
+constexpr Millis kComingUpInterval{2};  // see Pace
+constexpr Millis kSettleAfter{1000};    // a failure unchanged for this long is settled
+constexpr Millis kBackoffCap{1000};     // the slowest pace on a settled failure (or start_interval)
 
 int fail(int code, const std::string& message) {
   std::fprintf(stderr, "vitals notify: %s\n", message.c_str());
@@ -122,34 +124,45 @@ class ProgWatch {
 // answered, and will answer the same (a wrong password). From then on the wait doubles after each
 // further identical run, up to max(start_interval, kBackoffCap), so it is not hammered. Any change
 // returns to start_interval at once.
+// Unless the user chose a start_interval, the service coming up is followed closer: a failure at
+// `reachable`, `connect` or `accepting` (PostgreSQL's "starting up") is retried every kComingUp
+// for its first kSettleAfter, since readiness is then a moment away.
 class Pace {
  public:
-  explicit Pace(Millis start_interval)
-      : base_(start_interval), cap_(std::max(start_interval, kBackoffCap)), wait_(base_) {}
+  Pace(Millis start_interval, Millis coming_up)
+      : base_(start_interval),
+        coming_up_(coming_up),
+        cap_(std::max(start_interval, kBackoffCap)),
+        wait_(base_) {}
 
   // Records a run that did not pass, observed at `at`; `result` is what identifies it. True when
   // this run made the failure settled (once per settled failure, not per run).
   bool record(Status status, const std::string& stage, const std::string& result, SteadyTime at) {
-    if (status == Status::Warn || stage == "reachable" || stage == "connect" || result != result_) {
+    if (status == Status::Warn || result != result_) {
       result_ = result;
       since_ = at;
       settled_ = false;
+    }
+    const bool recent = at - since_ < kSettleAfter;
+    const bool unanswered = stage == "reachable" || stage == "connect";
+    if (status != Status::Warn && recent && (unanswered || stage == "accepting")) {
+      wait_ = coming_up_;
+      return false;
+    }
+    if (status == Status::Warn || unanswered || !settled_) {
       wait_ = base_;
-      return false;
+      settled_ = status != Status::Warn && !unanswered && !recent;
+      return settled_;
     }
-    if (settled_) {
-      wait_ = std::min(wait_ * 2, cap_);
-      return false;
-    }
-    settled_ = at - since_ >= kSettleAfter;
-    return settled_;
+    wait_ = std::min(wait_ * 2, cap_);
+    return false;
   }
 
   Millis wait() const { return wait_; }  // from the start of one run to the start of the next
   Millis cap() const { return cap_; }
 
  private:
-  Millis base_, cap_, wait_;
+  Millis base_, coming_up_, cap_, wait_;
   std::string result_;
   SteadyTime since_{};
   bool settled_ = false;
@@ -158,31 +171,34 @@ class Pace {
 // The probe's one run in flight. The poller keeps the rule `vitals run` keeps: never a second run
 // of a probe while one is in flight. A run still going after its timeout (and the grace run_guarded
 // also gives) is reported as a timeout and left to finish; the next run starts only once it has
-// returned, and its late result is discarded.
+// returned, and its late result is discarded. Runs happen on one runner thread, started with the
+// first run and kept: a thread per run cost more than the run itself (a refused connection).
 class Flight {
  public:
   explicit Flight(std::shared_ptr<Probe> probe) : probe_(std::move(probe)) {}
   ~Flight() {
     if (!runner_.joinable()) return;
-    if (idle())
+    std::unique_lock lock(s_->mutex);
+    s_->stop = true;
+    s_->wake.notify_all();
+    const bool idle = !s_->busy;
+    lock.unlock();
+    if (idle)
       runner_.join();
     else
       runner_.detach();  // hung in the plugin: left to process exit
   }
 
-  // Starts a run (none may be in flight) and waits for its result, or for its timeout.
+  // Starts a run once the previous one has returned, and waits for its result, or its timeout.
   RunResult run() {
-    if (runner_.joinable()) runner_.join();  // the previous run has returned
-    const auto started = std::chrono::steady_clock::now();
     std::unique_lock lock(s_->mutex);
-    s_->busy = true;
-    runner_ = std::thread([s = s_, probe = probe_] {
-      RunResult r = probe->run_once();
-      std::lock_guard lock(s->mutex);
-      s->result = std::move(r);
-      s->busy = false;
-      s->returned.notify_all();
-    });
+    s_->returned.wait(lock, [&] { return !s_->busy; });
+    const auto started = std::chrono::steady_clock::now();
+    s_->busy = s_->pending = true;
+    if (runner_.joinable())
+      s_->wake.notify_all();
+    else
+      runner_ = std::thread(work, s_, probe_);
     if (s_->returned.wait_for(lock, probe_->config().timeout + kReturnGrace,
                               [&] { return !s_->busy; }))
       return std::move(s_->result);
@@ -209,10 +225,28 @@ class Flight {
   static constexpr Millis kReturnGrace{100};  // as Probe::run_guarded
   struct Shared {
     std::mutex mutex;
-    std::condition_variable returned;
-    bool busy = false;
+    std::condition_variable wake, returned;
+    bool pending = false;  // a run asked for, not yet started by the runner
+    bool busy = false;     // a run asked for or in progress
+    bool stop = false;
     RunResult result;
   };
+
+  static void work(std::shared_ptr<Shared> s, std::shared_ptr<Probe> probe) {
+    std::unique_lock lock(s->mutex);
+    for (;;) {
+      s->wake.wait(lock, [&] { return s->pending || s->stop; });
+      if (!s->pending) return;
+      s->pending = false;
+      lock.unlock();
+      RunResult r = probe->run_once();
+      lock.lock();
+      s->result = std::move(r);
+      s->busy = false;
+      s->returned.notify_all();
+    }
+  }
+
   std::shared_ptr<Probe> probe_;
   std::shared_ptr<Shared> s_ = std::make_shared<Shared>();  // outlives a run left behind
   std::thread runner_;
@@ -272,10 +306,10 @@ void poll_until_ready(const std::string& config_path, const std::string& name,
   send_verdict(verdict_fd, kOk);
   apply_log_level(prepared->config);  // as `vitals run` does: the container's `warn` hides info
   std::shared_ptr<Probe> probe = prepared->probes.front();
-  const Millis interval =
-      probe->config().start_interval_set ? probe->config().start_interval : kNotifyDefaultInterval;
+  const bool chosen = probe->config().start_interval_set;
+  const Millis interval = chosen ? probe->config().start_interval : kNotifyDefaultInterval;
   const auto start = std::chrono::steady_clock::now();
-  Pace pace(interval);
+  Pace pace(interval, chosen ? interval : kComingUpInterval);
   Flight flight(probe);
   bool said_hung = false;
   std::string last;
@@ -304,7 +338,13 @@ void poll_until_ready(const std::string& config_path, const std::string& name,
       }
       spdlog::info("probe {} passed after {:.0f}ms (that run took {:.1f}ms): ready", name, after_ms,
                    r.duration_s * 1000);
-      if (!liveness) return;
+      if (!liveness) {
+        // What is left (cleanup, exit) yields to the supervisor acting on the newline: on a busy
+        // machine it otherwise delayed s6-svwait by a few ms (bench/readiness.sh).
+        sched_param idle{};
+        sched_setscheduler(0, SCHED_IDLE, &idle);
+        return;
+      }
       LivenessTarget target{[&] { return flight.idle(); }, [&] { return flight.run(); },
                             [&](Millis wait) { return prog.exited(wait); },
                             [&](int sig) { return prog.signal(sig); }, prog.pid()};
@@ -328,7 +368,7 @@ void poll_until_ready(const std::string& config_path, const std::string& name,
                             : std::string("until it passes (no --deadline)"));
     auto next = run_start + pace.wait();
     if (deadline) next = std::min(next, start + *deadline);  // one last run at the deadline
-    const auto left = std::chrono::duration_cast<Millis>(next - std::chrono::steady_clock::now());
+    const auto left = std::chrono::ceil<Millis>(next - std::chrono::steady_clock::now());
     if (prog.exited(std::max(left, Millis(0)))) return;  // PROG died while we waited
     if (flight.idle()) continue;
     // PROG's exit still ends the poller while it waits here (the watcher thread).

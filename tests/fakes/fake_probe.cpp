@@ -34,6 +34,8 @@ const vitals_option kOptions[] = {
     {"sleep", VITALS_OPT_DURATION, "0ms", "How long each run takes", 0, 0},
     {"message", VITALS_OPT_STRING, "",
      "Returned (and logged) instead of the result word; \\xNN escapes become raw bytes", 0, 0},
+    {"stage", VITALS_OPT_STRING, "fake", "The stage each run reports", 0, 0},
+    {"count", VITALS_OPT_STRING, "", "A file each run appends a line to (to count runs)", 0, 0},
 };
 
 // "\xff\x0a" -> the bytes 0xff 0x0a: lets a test hand the host any bytes through YAML.
@@ -56,6 +58,8 @@ class FakeProbe {
       : result_(o.str("result")),
         token_(o.str("token")),
         message_(unescape(o.str("message"))),
+        stage_(o.str("stage", "fake")),
+        count_(o.str("count")),
         sleep_(o.duration("sleep")),
         host_(host) {
 #ifdef FAKE_CREATE_BLOCKS
@@ -85,7 +89,8 @@ class FakeProbe {
       std::ifstream f(want);
       if (!(f >> want)) want = "fail";
     }
-    r.stage("fake");
+    if (!count_.empty()) std::ofstream(count_, std::ios::app) << "run\n";
+    r.stage(stage_.c_str());
     r.number("runs", VITALS_UNIT_COUNT, static_cast<double>(++runs_), "Runs so far.");
     std::string message =
         (message_.empty() ? want : message_) + (token_.empty() ? "" : " token=" + token_);
@@ -102,7 +107,7 @@ class FakeProbe {
   }
 
  private:
-  std::string result_, token_, message_;
+  std::string result_, token_, message_, stage_, count_;
   std::chrono::milliseconds sleep_;
   vitals::Host host_;
   long runs_ = 0;

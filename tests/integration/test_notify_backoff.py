@@ -1,7 +1,9 @@
 """`vitals notify` paces itself: fast while the probe's result changes, a capped backoff on a failure
 that does not change, and one warn line saying so.
 
-The poller runs the probe every start_interval (10 ms by default). A failure (fail or unknown) that
+The poller runs the probe every start_interval (10 ms by default; unless start_interval is set,
+every 2 ms during the first second of a failure at stage reachable, connect or accepting: the
+service is coming up). A failure (fail or unknown) that
 stays the same (status, stage, message) for 1 s is settled, unless nothing answered at all (stage
 reachable or connect: not listening yet): the wait then doubles after each
 further identical run, up to 1 s, and vitals logs one warn line naming the probe, the result and
@@ -188,6 +190,44 @@ class NotifyBackoffTest(VitalsTestCase):
         self.assertEqual(got, b"\n", self.stderr())
         self.assertLess(lag, 0.3, f"notified {lag:.2f}s after the port opened; {self.stderr()}")
         print(f"\n  notified {lag * 1000:.0f} ms after the port opened", end=" ")
+
+    def coming_up_runs(self, start_interval=None):
+        """A fake probe failing the same way at stage `connect` (nothing listening yet), counting
+        its runs in self.counter: those in the first 0.9 s and in 0.9 s from 1.6 s on."""
+        self.counter = os.path.join(self.tmp.path, "runs")
+        extra = f"    start_interval: {start_interval}\n" if start_interval else ""
+        cfg = self.tmp.file("vitals.yaml", f"""log_level: warn
+plugin_dir: {FAKE_PLUGIN_DIR}
+probes:
+  db:
+    plugin: fake-ok
+{extra}    options: {{result: fail, stage: connect, count: {self.counter}}}
+""")
+        r = self.notify(cfg, "db")
+        self.sleep_until(0.9)
+        first = self.runs()
+        self.sleep_until(1.6)
+        before = self.runs()
+        self.sleep_until(2.5)
+        later = self.runs() - before
+        self.assertEqual(self.stop_prog_and_wait_for_the_poller(r), b"")
+        self.assertEqual(self.settled_lines(), [], self.stderr())
+        print(f"\n  runs: {first} in the first 0.9 s, {later} in 0.9 s from 1.6 s", end=" ")
+        return first, later
+
+    @unittest.skipUnless(FAKE_PLUGIN_DIR, "needs VITALS_FAKE_PLUGIN_DIR (set by ctest)")
+    def test_a_service_coming_up_is_followed_closer_during_its_first_second(self):
+        # The default pace: every 2 ms (about 450 runs in 0.9 s) while the failure is new, then
+        # every 10 ms (about 90). Generous bounds: the machine is shared.
+        first, later = self.coming_up_runs()
+        self.assertGreater(later, 10)
+        self.assertGreater(first, 2 * later)
+
+    @unittest.skipUnless(FAKE_PLUGIN_DIR, "needs VITALS_FAKE_PLUGIN_DIR (set by ctest)")
+    def test_a_chosen_start_interval_is_kept_while_the_service_comes_up(self):
+        first, later = self.coming_up_runs("50ms")  # 18 runs in 0.9 s
+        self.assertLess(first, 30)
+        self.assertLess(later, 30)
 
     @unittest.skipUnless(FAKE_PLUGIN_DIR, "needs VITALS_FAKE_PLUGIN_DIR (set by ctest)")
     def test_the_warn_line_never_shows_a_secret(self):

@@ -52,7 +52,7 @@ TEST_CASE("the loader refuses each bad plugin with its own reason", "[loader]") 
       {"fake-bad-name", "invalid_name", "invalid plugin name 'My Plug\"in'"},
       {"fake-null-name", "missing_name", "the descriptor has no name (NULL)"},
       {"fake-null-options", "missing_options",
-       "the descriptor declares 4 options but its option table is NULL"},
+       "the descriptor declares 6 options but its option table is NULL"},
   }));
   CAPTURE(stem);
   const Refusal* r = host.refusal_for(stem);
@@ -200,8 +200,9 @@ TEST_CASE("options are checked against the plugin's table", "[loader]") {
                       {}, errors));
   REQUIRE(errors.size() == 2);
   CHECK_THAT(errors[0],
-             Catch::EndsWith("vitals.yaml:5: probes.a.options: unknown option 'reslt' "
-                             "for plugin fake-ok; valid options: message, result, sleep, token"));
+             Catch::EndsWith(
+                 "vitals.yaml:5: probes.a.options: unknown option 'reslt' "
+                 "for plugin fake-ok; valid options: count, message, result, sleep, stage, token"));
   CHECK_THAT(
       errors[1],
       Catch::EndsWith(
