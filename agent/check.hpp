@@ -1,6 +1,6 @@
-// `vitals check`: the HEALTHCHECK client. Depends on libc (and libstdc++) only (yaml-cpp is linked
-// in statically), so it starts in
-// about a millisecond; exits 0 if the agent answers 200, else 1 (always 0 or 1: Docker reserves 2).
+// `vitals check`: the HEALTHCHECK client. Needs libc alone (libstdc++ and yaml-cpp are linked in
+// statically), so it starts in about a millisecond; exits 0 if the agent answers 200, else 1
+// (always 0 or 1: Docker reserves 2).
 #pragma once
 
 #include <string>

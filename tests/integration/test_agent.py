@@ -13,7 +13,7 @@ import subprocess
 import time
 import unittest
 
-from vitals_testlib import (SOURCE_DIR, VitalsTestCase, free_port, http_get, once, run_vitals,
+from vitals_testlib import (SOURCE_DIR, VITALS, VitalsTestCase, free_port, http_get, once, run_vitals,
                             wait_for)
 
 FAKES = os.environ.get("VITALS_FAKE_PLUGIN_DIR", "")
@@ -225,6 +225,27 @@ class Check(VitalsTestCase):
                 cfg = agent.log_path.replace(".stderr", "")
                 self.assertEqual(self.check("-c", cfg), (0, "healthy ready=true 0/0\n"))
                 agent.stop()
+
+    def test_reads_the_shipped_container_config(self):
+        # The HEALTHCHECK of docker/Dockerfile: `vitals check` on config/container.yaml (a comment
+        # header, `listen: ${VITALS_LISTEN:-...}`, then the probes).
+        agent = self.start_agent("listen: 127.0.0.1:@PORT@\nprobes: {}\n")
+        p = run_vitals("check", "-c", os.path.join(SOURCE_DIR, "config", "container.yaml"), timeout=10,
+                       env=dict(os.environ, VITALS_LISTEN=f"127.0.0.1:{agent.port}"))
+        self.assertEqual((p.returncode, p.stdout), (0, "healthy ready=true 0/0\n"))
+
+    def test_front_end_needs_only_glibc(self):
+        # What a packager relies on: `vitals` (check, worker) links libstdc++ in and needs no
+        # library but glibc's; the agent's libraries are loaded by the other subcommands only.
+        binary = shutil.which(VITALS)
+        needed = re.findall(r"\(NEEDED\)\s+Shared library: \[(.+?)\]",
+                            subprocess.run(["readelf", "-d", binary], capture_output=True, text=True,
+                                           check=True).stdout)
+        if any(lib.startswith(("libasan", "libubsan")) for lib in needed):
+            self.skipTest("sanitizer build: its runtime brings the shared libstdc++")
+        self.assertIn("libc.so.6", needed)
+        for lib in needed:  # glibc: libc and the dynamic loader (the unwinder asks it for frames)
+            self.assertRegex(lib, r"^(libc\.so\.6|ld-linux[-\w]*\.so\.\d)$")
 
     def test_absent_agent_and_usage_errors_exit_1(self):
         code, out = self.check("--url", f"http://127.0.0.1:{free_port()}")
