@@ -551,10 +551,65 @@ ConfigResult load_config(const std::string& file) {
   return parse_config(text, file);
 }
 
+namespace {
+
+// The text up to the first line after a `listen:` written at the start of a line that starts with
+// a letter, digit or `_` ("" if there is no such `listen:`). In the whole file that line is a new
+// top-level key, unless a quoted scalar or flow collection is still open there.
+std::string_view listen_prefix(std::string_view text) {
+  size_t at = 0;  // the start of a line
+  for (;;) {
+    if (text.compare(at, 6, "listen") == 0) {
+      const size_t colon = text.find_first_not_of(" \t", at + 6);
+      if (colon != text.npos && text[colon] == ':') break;
+    }
+    at = text.find('\n', at);
+    if (at == text.npos) return {};
+    ++at;
+  }
+  for (size_t nl = text.find('\n', at); nl != text.npos; nl = text.find('\n', nl + 1)) {
+    const unsigned char next = nl + 1 < text.size() ? text[nl + 1] : '\0';
+    if (std::isalnum(next) || next == '_') return text.substr(0, nl + 1);
+  }
+  return text;
+}
+
+// `listen_prefix(text)` as a tree, if it says all the whole file says up to there: the prefix
+// (its leading comment lines blanked, so the parser need not scan a header and line numbers stay)
+// and then a key of our own, which the parser must find as a new top-level key on its line, so
+// nothing was left open at the cut.
+bool load_listen_prefix(std::string_view text, const std::string& file, YAML::Node& root) {
+  const std::string_view upto = listen_prefix(text);
+  if (upto.empty()) return false;
+  size_t at = 0, blanked = 0;
+  for (;;) {
+    const size_t first = upto.find_first_not_of(" \t", at);
+    const size_t nl = upto.find('\n', at);
+    if (first == upto.npos || nl == upto.npos || (upto[first] != '#' && first != nl)) break;
+    at = nl + 1;
+    ++blanked;
+  }
+  std::string prefix = std::string(blanked, '\n') + std::string(upto.substr(at));
+  if (prefix.back() != '\n') prefix += '\n';
+  const auto end_line = std::count(prefix.begin(), prefix.end(), '\n');
+  prefix += "vitals-check-end-of-prefix: 0\n";
+  std::vector<std::string> ignored;
+  if (!load_root(prefix, file, root, ignored)) return false;
+  const YAML::Node& map = root;
+  return map["listen"] && map["vitals-check-end-of-prefix"] &&
+         map["vitals-check-end-of-prefix"].Mark().line == end_line;
+}
+
+}  // namespace
+
 ListenResult parse_listen(std::string_view text, const std::string& file) {
   ListenResult result;
   YAML::Node loaded;
-  if (!load_root(text, file, loaded, result.errors)) return result;
+  // `vitals check` reads this for every HEALTHCHECK: the text up to `listen` is enough when it
+  // parses to a map with the key (the rest, usually the probes, is most of the work); else the
+  // whole file.
+  if (!load_listen_prefix(text, file, loaded) && !load_root(text, file, loaded, result.errors))
+    return result;
   const YAML::Node& root = loaded;
   Walker w(file, result.errors);
   std::string listen = Config{}.listen;

@@ -320,6 +320,37 @@ TEST_CASE("check_listen: errors name the file, the default applies without the k
         "127.0.0.1:9851");
 }
 
+// `vitals check` parses only the text up to the first top-level entry after `listen:` when that
+// is enough (agent/config.cpp): every way the rest of the file can still bear on the value.
+TEST_CASE("vitals check reads listen from the text before the next top-level key alike",
+          "[config]") {
+  const char* const texts[] = {
+      "# header\n\n# more\nlisten: 127.0.0.1:9001\nprobes: {}\n",
+      "listen:\n  127.0.0.1:9002\nprobes: {}\n",                      // value on the next line
+      "listen: >-\n  localhost:9003\n# between\nprobes: {}\n",        // folded, comment after
+      "state_dir: &a 127.0.0.1:9004\nlisten: *a\nprobes: {}\n",       // an anchor before it
+      "probes: {\nlisten: {plugin: tcp}}\nlisten: 127.0.0.1:9005\n",  // a probe named listen
+      "state_dir: \"a\nlisten: 127.0.0.1:9006\"\nprobes: {}\nlisten: 127.0.0.1:9007\n",
+      "listen: \"127.0.0.1:\\\n9008\"\nprobes: {}\n",  // quoted, on two lines
+      "listen : '[::1]:9009'  # v6\nprobes: {}\n",
+      "probes: {}\nlisten: 127.0.0.1:9010\n",                            // the last key
+      "listen: 127.0.0.1:9011\nprobes: {}\n---\nlisten: 127.0.0.1:1\n",  // a second document
+  };
+  for (const char* text : texts) {
+    CAPTURE(text);
+    const ConfigResult agent = parse_config(text, "t.yaml");
+    INFO((agent.errors.empty() ? "" : agent.errors.front()));
+    REQUIRE(agent.config);
+    CHECK(parse_listen(text, "t.yaml").listen == agent.config->listen);
+  }
+  // Errors in the value still name the file and its line, past a comment header.
+  const ListenResult bad =
+      parse_listen("# a\n# b\nlisten: 127.0.0.1:70000\nprobes: {}\n", "t.yaml");
+  REQUIRE(bad.errors.size() == 1);
+  CHECK(bad.errors.front() ==
+        "t.yaml:3: listen: expected HOST:PORT (port 1-65535), got '127.0.0.1:70000'");
+}
+
 TEST_CASE("liveness: defaults, partial maps and the state folder", "[config]") {
   ConfigResult r = parse_config(
       "state_dir: state\nprobes:\n  a: {plugin: tcp}\n  b: {plugin: tcp, liveness: {}}\n"
