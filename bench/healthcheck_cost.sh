@@ -7,13 +7,19 @@
 # Wall: hyperfine -N. CPU per check: /usr/bin/time over a loop of CPU_RUNS checks (client side),
 # plus what the servers spent meanwhile (postmaster incl. the backends it forked, the HTTP
 # stand-ins, and the agent). PostgreSQL backends started: "connection received" lines in its log.
-# Knobs: RUNS=100 WARMUP=10 CPU_RUNS=200 (and lib.sh's VITALS_BUILD, OUT, NO_RESULTS).
+# Against the floor (issue 16): `vitals check` <= 1.5x `/bin/true` in the same hyperfine -N run, with
+# `curl -sf` on the agent's /health beside them. That run is repeated ROUNDS times (its order
+# reversed every other round; the machine is noisy): the verdict is on the median ratio.
+# Knobs: RUNS=100 WARMUP=10 CPU_RUNS=200 ROUNDS=5 FLOOR_RUNS=300 (and lib.sh's VITALS_BUILD, OUT,
+# NO_RESULTS).
 set -euo pipefail
 # shellcheck source=bench/lib.sh disable=SC1091
 . "$(dirname "$0")/lib.sh"
 RUNS=${RUNS:-100}
 WARMUP=${WARMUP:-10}
 CPU_RUNS=${CPU_RUNS:-200}
+ROUNDS=${ROUNDS:-5}
+FLOOR_RUNS=${FLOOR_RUNS:-300}
 OUT=${OUT:-/tmp/vitals-bench/healthcheck}
 need hyperfine curl python3
 [ -x /usr/bin/time ] || { echo "missing /usr/bin/time (apt-get install time)" >&2; exit 1; }
@@ -77,7 +83,19 @@ hyperfine -N --warmup "$WARMUP" --runs "$RUNS" --export-json "$OUT/hyperfine.jso
   -n "vitals check" "$VITALS check -c $OUT/vitals.yaml" \
   -n "seed script (real pg_isready)" "env PATH=/usr/bin:/bin sh $OUT/hc_direct.sh" \
   -n "seed script (Debian pg_isready wrapper)" "env PATH=/usr/bin:/bin sh $OUT/hc_wrapper.sh" \
-  -n "/bin/true (spawn floor)" "/bin/true" >"$OUT/hyperfine.txt" 2>&1
+  -n "/bin/true (spawn floor)" "/bin/true" \
+  -n "curl -sf (the agent's /health)" "curl -sf http://127.0.0.1:$AGENT_PORT/health?format=line" \
+  >"$OUT/hyperfine.txt" 2>&1
+
+echo "== against the floor: $ROUNDS rounds of hyperfine -N, runs=$FLOOR_RUNS"
+floor=(-n "vitals check" "$VITALS check -c $OUT/vitals.yaml" -n "/bin/true (spawn floor)" "/bin/true"
+       -n "curl -sf (the agent's /health)" "curl -sf http://127.0.0.1:$AGENT_PORT/health?format=line")
+reversed=("${floor[@]:6:3}" "${floor[@]:3:3}" "${floor[@]:0:3}")
+for r in $(seq "$ROUNDS"); do
+  if [ $((r % 2)) = 1 ]; then set -- "${floor[@]}"; else set -- "${reversed[@]}"; fi
+  hyperfine -N --warmup "$WARMUP" --runs "$FLOOR_RUNS" --export-json "$OUT/floor$r.json" "$@" \
+    >"$OUT/floor$r.txt" 2>&1
+done
 
 echo "== CPU over $CPU_RUNS checks each"
 : >"$OUT/cpu.csv"
@@ -98,9 +116,9 @@ cpu_loop "vitals check" "$VITALS check -c $OUT/vitals.yaml"
 cpu_loop "seed script (real pg_isready)" "env PATH=/usr/bin:/bin sh $OUT/hc_direct.sh"
 cpu_loop "seed script (Debian pg_isready wrapper)" "env PATH=/usr/bin:/bin sh $OUT/hc_wrapper.sh"
 
-python3 - "$OUT" "$TCK" >"$OUT/table.md" <<'PY'
-import csv, json, sys
-out, tck = sys.argv[1], int(sys.argv[2])
+python3 - "$OUT" "$TCK" "$ROUNDS" >"$OUT/table.md" <<'PY'
+import csv, json, statistics, sys
+out, tck, rounds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 hf = {r["command"]: r for r in json.load(open(f"{out}/hyperfine.json"))["results"]}
 rows = list(csv.reader(open(f"{out}/cpu.csv")))
 print("| command | wall median (min–max) ms | client CPU ms/check | PostgreSQL CPU ms/check | HTTP stand-ins ms/check | agent ms/check | **total CPU ms/check** | PG backends started per check |")
@@ -116,6 +134,8 @@ for name, n, wall, user, sys_, pg, http, agent, conns in rows:
           f"{pg_ms:.2f} | {http_ms:.2f} | {ag_ms:.2f} | **{total[name]:.2f}** | {int(conns)/n:.2f} |")
 t = hf["/bin/true (spawn floor)"]
 print(f"| /bin/true (spawn floor) | {t['median']*1000:.2f} ({t['min']*1000:.2f}–{t['max']*1000:.2f}) | | | | | | |")
+c = hf["curl -sf (the agent's /health)"]
+print(f"| curl -sf (the agent's /health) | {c['median']*1000:.2f} ({c['min']*1000:.2f}–{c['max']*1000:.2f}) | | | | | | |")
 v = hf["vitals check"]["median"]
 for seed in ("seed script (real pg_isready)", "seed script (Debian pg_isready wrapper)"):
     print(f"\nvs {seed}: wall {hf[seed]['median']/v:.1f}× faster, total CPU {total[seed]/total['vitals check']:.1f}× less")
@@ -123,6 +143,22 @@ print(f"\nTarget: `vitals check` median wall ≤ 5 ms: **{v*1000:.2f} ms** ({'me
       f"≥ 5× less total CPU than the seed script (real pg_isready): "
       f"**{total['seed script (real pg_isready)']/total['vitals check']:.1f}×** "
       f"({'met' if total['seed script (real pg_isready)']/total['vitals check'] >= 5 else 'MISSED'}).")
+
+print("\n**Against the floor** (issue 16: `vitals check` ≤ 1.5× `/bin/true` in the same `hyperfine -N` run; "
+      f"{rounds} rounds, the order reversed every other round; medians in ms):\n")
+print("| round | vitals check | /bin/true | curl -sf | **vitals / true** | curl / true |")
+print("|---|---|---|---|---|---|")
+ratios = []
+for r in range(1, rounds + 1):
+    f = {x["command"]: x["median"] * 1000 for x in json.load(open(f"{out}/floor{r}.json"))["results"]}
+    v, t, c = f["vitals check"], f["/bin/true (spawn floor)"], f["curl -sf (the agent's /health)"]
+    ratios.append(v / t)
+    print(f"| {r} | {v:.2f} | {t:.2f} | {c:.2f} | **{v/t:.2f}×** | {c/t:.1f}× |")
+m = statistics.median(ratios)
+main = hf["vitals check"]["median"] / t_main if (t_main := hf["/bin/true (spawn floor)"]["median"]) else 0
+print(f"\nTarget: `vitals check` ≤ 1.5× `/bin/true`: median ratio **{m:.2f}×** over {rounds} rounds "
+      f"({min(ratios):.2f}–{max(ratios):.2f}; {sum(x <= 1.5 for x in ratios)}/{rounds} rounds ≤ 1.5×; "
+      f"{main:.2f}× in the run of the table above): {'met' if m <= 1.5 else 'MISSED'}.")
 PY
 cat "$OUT/table.md"
 
@@ -130,7 +166,8 @@ cat "$OUT/table.md"
   echo "## 2. HEALTHCHECK cost: \`vitals check\` against the seed's script"
   echo
   echo "Run $DATE_START on $(machine_line); load average at start $LOAD_START, at end $(cut -d' ' -f1-3 /proc/loadavg)."
-  echo "Command: \`bench/healthcheck_cost.sh\` (RUNS=$RUNS WARMUP=$WARMUP CPU_RUNS=$CPU_RUNS). Wall: \`hyperfine -N\`;"
+  echo "Command: \`bench/healthcheck_cost.sh\` (RUNS=$RUNS WARMUP=$WARMUP CPU_RUNS=$CPU_RUNS ROUNDS=$ROUNDS FLOOR_RUNS=$FLOOR_RUNS)."
+  echo "Wall: \`hyperfine -N\`;"
   echo "CPU: \`/usr/bin/time\` over $CPU_RUNS checks plus the servers' /proc CPU over the same loop (the agent's"
   echo "column includes its own probe runs at default intervals); backends: PostgreSQL's \`log_connections\`."
   echo
