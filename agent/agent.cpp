@@ -55,7 +55,12 @@ std::optional<Prepared> prepare(const std::string& config_path,
     errors = parsed.errors;
     return std::nullopt;
   }
-  Prepared out{std::move(*parsed.config), std::make_shared<PluginHost>(), {}};
+  return prepare(std::move(*parsed.config), previous, errors, only_probe);
+}
+
+std::optional<Prepared> prepare(Config config, const std::vector<std::shared_ptr<Probe>>& previous,
+                                std::vector<std::string>& errors, const std::string& only_probe) {
+  Prepared out{std::move(config), std::make_shared<PluginHost>(), {}};
   const Config& c = out.config;
   out.plugins->scan(plugin_dirs_for(c));
   if (!only_probe.empty() && !c.probe(only_probe)) {
@@ -228,19 +233,16 @@ class Agent {
 
   // Starts the agent and serves until SIGTERM or SIGINT; reloads on SIGHUP.
   int serve() {
-    std::vector<std::string> errors;
-    auto prepared = prepare(path_, {}, errors);
-    if (!prepared) {
-      for (const auto& e : errors) spdlog::error("{}", e);
+    ConfigResult parsed = load_config(path_);
+    if (!parsed.config) {
+      for (const auto& e : parsed.errors) spdlog::error("{}", e);
       return kPermanent;
     }
-    if (stop_requested()) return kOk;
-    apply_log_level(prepared->config);
-    warn_unused_refusals(*prepared);
-    log_plugins(*prepared->plugins, nullptr);
+    const Config& config = *parsed.config;
+    apply_log_level(config);
 
     std::string why;
-    const auto fd = resolve_notify_fd(notify_flag_, prepared->config.notify_fd, why);
+    const auto fd = resolve_notify_fd(notify_flag_, config.notify_fd, why);
     if (!why.empty()) {
       spdlog::error("{}", why);
       return kPermanent;
@@ -251,6 +253,29 @@ class Agent {
     }
     notifier_ = std::make_unique<ReadinessNotifier>(fd);
 
+    // Listening first: loading the plugins and creating the probes is most of a start
+    // (bench/coldstart.sh). Connections wait in the backlog meanwhile; they are served from
+    // http->start() on, once the probes are in.
+    std::unique_ptr<HttpServer> http;
+    try {
+      http = std::make_unique<HttpServer>(
+          config.listen, HttpBackend{[this] { return health_.snapshot(); },
+                                     [this] { return facts(); }, [this] { return alive(); }});
+    } catch (const std::exception& e) {
+      spdlog::critical("unable to listen on {}: {}", config.listen, e.what());
+      return kTemporary;
+    }
+
+    std::vector<std::string> errors;
+    auto prepared = prepare(std::move(*parsed.config), {}, errors);
+    if (!prepared) {
+      for (const auto& e : errors) spdlog::error("{}", e);
+      return kPermanent;
+    }
+    if (stop_requested()) return kOk;
+    warn_unused_refusals(*prepared);
+    log_plugins(*prepared->plugins, nullptr);
+
     scheduler_ =
         std::make_unique<Scheduler>(prepared->config.start_period, [this] { check_ready(); });
     install(*prepared);
@@ -258,16 +283,6 @@ class Agent {
     facts_.process_start = health_.started_at();
     facts_.last_reload_success = std::chrono::system_clock::now();
 
-    std::unique_ptr<HttpServer> http;
-    try {
-      http = std::make_unique<HttpServer>(
-          prepared->config.listen,
-          HttpBackend{[this] { return health_.snapshot(); }, [this] { return facts(); },
-                      [this] { return alive(); }});
-    } catch (const std::exception& e) {
-      spdlog::critical("unable to listen on {}: {}", prepared->config.listen, e.what());
-      return kTemporary;
-    }
     http->start();
     scheduler_->start();
     if (systemd_)

@@ -28,6 +28,10 @@ std::optional<Prepared> prepare(const std::string& config_path,
                                 const std::vector<std::shared_ptr<Probe>>& previous,
                                 std::vector<std::string>& errors,
                                 const std::string& only_probe = "");
+// The same from a config already parsed (the agent listens before it loads the plugins).
+std::optional<Prepared> prepare(Config config, const std::vector<std::shared_ptr<Probe>>& previous,
+                                std::vector<std::string>& errors,
+                                const std::string& only_probe = "");
 
 // Sets the level of every logger (the agent's and each probe's) to the config's log_level.
 void apply_log_level(const Config& c);

@@ -14,7 +14,7 @@ import time
 import unittest
 
 from vitals_testlib import (SOURCE_DIR, VITALS, VitalsTestCase, free_port, http_get, once, run_vitals,
-                            wait_for)
+                            wait_for, wait_port)
 
 FAKES = os.environ.get("VITALS_FAKE_PLUGIN_DIR", "")
 
@@ -586,6 +586,29 @@ probes:
                 self.assertIn("probes.stuck: create() of plugin fake-create-blocks did not return "
                               "within 300ms", agent.log())
                 agent.stop()
+
+    def test_listens_before_the_probes_are_created(self):
+        # The listener opens once the config is read, before the plugins load and the probes are
+        # created: here the port accepts while create() still blocks (3 s until it is given up
+        # on), and the request made then is answered once the probes are in.
+        port = free_port()
+        cfg = self.tmp.file("v.yaml", f"""plugin_dir: {FAKES}
+listen: 127.0.0.1:{port}
+probes:
+  stuck: {{plugin: fake-create-blocks, interval: 1m, timeout: 3s}}
+""")
+        log_path = self.tmp.file("run.log", "")
+        with open(log_path, "w") as log:
+            self.spawn([VITALS, "run", "-c", cfg], stderr=log)
+            wait_port(port)
+            with open(log_path) as f:
+                self.assertNotIn("did not return within 3s", f.read())
+            status, body, _ = http_get(f"http://127.0.0.1:{port}/health", timeout=15)
+        self.assertEqual(status, 503)
+        self.assertEqual(list(json.loads(body)["probes"]), ["stuck"])
+        with open(log_path) as f:
+            self.assertIn("probes.stuck: create() of plugin fake-create-blocks did not return "
+                          "within 3s", f.read())
 
     def test_sigterm_stops_an_agent_stuck_in_create(self):
         cfg = self.tmp.file("v.yaml", f"""plugin_dir: {FAKES}
