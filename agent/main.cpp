@@ -15,7 +15,7 @@ int main(int argc, char** argv) {
   if (argc > 1 && std::strcmp(argv[1], "check") == 0) return vitals::run_check(argc, argv);
   if (argc > 1 && std::strcmp(argv[1], "worker") == 0) return vitals::run_worker(argc, argv);
   const std::string lib = vitals::pkglib_dir() + "/libvitals-core.so";
-  void* core = dlopen(lib.c_str(), RTLD_NOW | RTLD_LOCAL);
+  void* core = dlopen(lib.c_str(), RTLD_LAZY | RTLD_LOCAL);
   if (!core) {
     std::fprintf(stderr, "vitals: fatal: unable to load %s: %s\n", lib.c_str(), dlerror());
     return 111;
