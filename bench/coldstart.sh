@@ -47,6 +47,28 @@ export START_INTERVALS='{"postgresql": 250, "ollama": 25, "mcp": 250}'
 "$VITALS" validate -c "$CONFIG" >/dev/null
 python3 "$BENCH_DIR/coldstart.py" | tee "$OUT/table.md"
 
+# The same work counted in instructions (valgrind's callgrind, user space only): unlike the times,
+# this does not move with the machine's load. To the listen(): `vitals run` with the listen address
+# taken (PostgreSQL's port), so it stops at its bind.
+if command -v valgrind >/dev/null; then
+  instr() { { valgrind --tool=callgrind --callgrind-out-file=/dev/null "$@" 2>&1 >/dev/null || true; } |
+    sed -n 's/.*Collected : \([0-9]*\).*/\1/p'; }
+  to_listen=$(VITALS_LISTEN=127.0.0.1:$PG_PORT instr "$VITALS" run -c "$CONFIG")
+  core=$(instr "$VITALS" version)
+  prepared=$(instr "$VITALS" validate -c "$CONFIG")
+  floor=$(instr /bin/true)
+  python3 - "$to_listen" "$core" "$prepared" "$floor" >>"$OUT/table.md" <<'PY'
+import sys
+listen, core, prepared, floor = (int(x) / 1e6 for x in sys.argv[1:5])
+print(f"\nWork (callgrind, user-space instructions; independent of the load): to the listen() "
+      f"**{listen:.1f} M**, of which {core:.1f} M are `vitals version` alone (starting the front end "
+      f"and loading libvitals-core.so with Poco, yaml-cpp, spdlog); `vitals validate` (parse, load "
+      f"every plugin of the folder, create the probes: what comes before the first runs) "
+      f"{prepared:.1f} M; /bin/true {floor:.2f} M.")
+PY
+  tail -n 2 "$OUT/table.md"
+fi
+
 {
   echo "## 10. Cold start (\`bench/coldstart.sh\`)"
   echo

@@ -116,6 +116,16 @@ cpu_loop "vitals check" "$VITALS check -c $OUT/vitals.yaml"
 cpu_loop "seed script (real pg_isready)" "env PATH=/usr/bin:/bin sh $OUT/hc_direct.sh"
 cpu_loop "seed script (Debian pg_isready wrapper)" "env PATH=/usr/bin:/bin sh $OUT/hc_wrapper.sh"
 
+# Instructions per command (valgrind's callgrind, user space only): independent of the load.
+: >"$OUT/instr.txt"
+if command -v valgrind >/dev/null; then
+  for cmd in "$VITALS check -c $OUT/vitals.yaml" "/bin/true"; do
+    # shellcheck disable=SC2086
+    n=$({ valgrind --tool=callgrind --callgrind-out-file=/dev/null $cmd 2>&1 >/dev/null || true; } |
+      sed -n 's/.*Collected : \([0-9]*\).*/\1/p')
+    echo "$n" >>"$OUT/instr.txt"
+  done
+fi
 python3 - "$OUT" "$TCK" "$ROUNDS" >"$OUT/table.md" <<'PY'
 import csv, json, statistics, sys
 out, tck, rounds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
@@ -159,6 +169,10 @@ main = hf["vitals check"]["median"] / t_main if (t_main := hf["/bin/true (spawn 
 print(f"\nTarget: `vitals check` ≤ 1.5× `/bin/true`: median ratio **{m:.2f}×** over {rounds} rounds "
       f"({min(ratios):.2f}–{max(ratios):.2f}; {sum(x <= 1.5 for x in ratios)}/{rounds} rounds ≤ 1.5×; "
       f"{main:.2f}× in the run of the table above): {'met' if m <= 1.5 else 'MISSED'}.")
+instr = open(f"{out}/instr.txt").read().split()
+if len(instr) == 2:
+    print(f"\nUser-space instructions (callgrind; independent of the load): `vitals check` "
+          f"{int(instr[0])/1e6:.2f} M, /bin/true {int(instr[1])/1e6:.2f} M.")
 PY
 cat "$OUT/table.md"
 
