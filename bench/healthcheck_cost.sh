@@ -9,8 +9,9 @@
 # stand-ins, and the agent). PostgreSQL backends started: "connection received" lines in its log.
 # Against the floor (issue 16): `vitals check` <= 1.5x `/bin/true` in the same hyperfine -N run, with
 # `curl -sf` on the agent's /health beside them. That run is repeated ROUNDS times (its order
-# reversed every other round; the machine is noisy): the verdict is on the median ratio.
-# Knobs: RUNS=100 WARMUP=10 CPU_RUNS=200 ROUNDS=5 FLOOR_RUNS=300 (and lib.sh's VITALS_BUILD, OUT,
+# reversed every other round; the machine is noisy): the verdict is on the median ratio, given
+# with its distribution-free 95 % interval (order statistics of the rounds' ratios).
+# Knobs: RUNS=100 WARMUP=10 CPU_RUNS=200 ROUNDS=15 FLOOR_RUNS=100 (and lib.sh's VITALS_BUILD, OUT,
 # NO_RESULTS).
 set -euo pipefail
 # shellcheck source=bench/lib.sh disable=SC1091
@@ -18,8 +19,8 @@ set -euo pipefail
 RUNS=${RUNS:-100}
 WARMUP=${WARMUP:-10}
 CPU_RUNS=${CPU_RUNS:-200}
-ROUNDS=${ROUNDS:-5}
-FLOOR_RUNS=${FLOOR_RUNS:-300}
+ROUNDS=${ROUNDS:-15}
+FLOOR_RUNS=${FLOOR_RUNS:-100}
 OUT=${OUT:-/tmp/vitals-bench/healthcheck}
 need hyperfine curl python3
 [ -x /usr/bin/time ] || { echo "missing /usr/bin/time (apt-get install time)" >&2; exit 1; }
@@ -127,7 +128,7 @@ if command -v valgrind >/dev/null; then
   done
 fi
 python3 - "$OUT" "$TCK" "$ROUNDS" >"$OUT/table.md" <<'PY'
-import csv, json, statistics, sys
+import csv, json, math, statistics, sys
 out, tck, rounds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 hf = {r["command"]: r for r in json.load(open(f"{out}/hyperfine.json"))["results"]}
 rows = list(csv.reader(open(f"{out}/cpu.csv")))
@@ -165,9 +166,19 @@ for r in range(1, rounds + 1):
     ratios.append(v / t)
     print(f"| {r} | {v:.2f} | {t:.2f} | {c:.2f} | **{v/t:.2f}×** | {c/t:.1f}× |")
 m = statistics.median(ratios)
+# The 95 % interval of the median: the k-th smallest and k-th largest ratio, k the largest rank
+# with P(Binomial(n, 1/2) < k) <= 2.5 % (k = 1 below 6 rounds: then it is the range).
+n, k, below = len(ratios), 1, 0.0
+while True:
+    below += math.comb(n, k - 1) / 2**n
+    if below + math.comb(n, k) / 2**n > 0.025 or k + 1 > (n + 1) // 2:
+        break
+    k += 1
+lo, hi = sorted(ratios)[k - 1], sorted(ratios)[n - k]
 main = hf["vitals check"]["median"] / t_main if (t_main := hf["/bin/true (spawn floor)"]["median"]) else 0
 print(f"\nTarget: `vitals check` ≤ 1.5× `/bin/true`: median ratio **{m:.2f}×** over {rounds} rounds "
-      f"({min(ratios):.2f}–{max(ratios):.2f}; {sum(x <= 1.5 for x in ratios)}/{rounds} rounds ≤ 1.5×; "
+      f"(95 % interval {lo:.2f}–{hi:.2f}; range {min(ratios):.2f}–{max(ratios):.2f}; "
+      f"{sum(x <= 1.5 for x in ratios)}/{rounds} rounds ≤ 1.5×; "
       f"{main:.2f}× in the run of the table above): {'met' if m <= 1.5 else 'MISSED'}.")
 instr = open(f"{out}/instr.txt").read().split()
 if len(instr) == 2:
