@@ -259,8 +259,9 @@ class Agent {
     std::unique_ptr<HttpServer> http;
     try {
       http = std::make_unique<HttpServer>(
-          config.listen, HttpBackend{[this] { return health_.snapshot(); },
-                                     [this] { return facts(); }, [this] { return alive(); }});
+          config.listen,
+          HttpBackend{[this] { return health_.snapshot(); }, [this] { return facts(); },
+                      [this] { return alive(); }, [this] { return health_.generation(); }});
     } catch (const std::exception& e) {
       spdlog::critical("unable to listen on {}: {}", config.listen, e.what());
       return kTemporary;

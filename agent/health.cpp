@@ -49,10 +49,12 @@ void Health::set_probes(std::vector<std::shared_ptr<Probe>> probes, Millis start
   probes_ = std::move(probes);
   start_period_ = start_period;
   details_ = details;
+  ++changes_;
 }
 
 void Health::set_liveness(std::map<std::string, LivenessRecord> records) {
   std::lock_guard lock(mutex_);
+  if (records != liveness_) ++changes_;
   liveness_ = std::move(records);
 }
 
@@ -94,8 +96,21 @@ Snapshot Health::snapshot() const {
 
 bool Health::latch_ready() {
   if (ever_ready_) return true;
-  if (snapshot().ready) ever_ready_ = true;
-  return ever_ready_;
+  // Called after every result until ready: with many probes, a full snapshot each time would
+  // cost O(probes) per result. The scan starts at the probe that held readiness back last time
+  // and stops at the first gating probe not passing, so while that one is still failing a call
+  // costs one look; only a call that finds every gating probe passing goes all the way round.
+  std::lock_guard lock(mutex_);
+  const SteadyTime now = std::chrono::steady_clock::now();
+  const std::size_t n = probes_.size();
+  for (std::size_t checked = 0; checked < n; ++checked) {
+    const Probe& p = *probes_[ready_cursor_ % n];
+    if (p.config().gates_readiness && !p.passing_now(now)) return false;
+    ready_cursor_ = (ready_cursor_ + 1) % n;
+  }
+  ever_ready_ = true;
+  ++changes_;
+  return true;
 }
 
 int health_http_status(const Snapshot& s) {

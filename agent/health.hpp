@@ -60,6 +60,9 @@ class Health {
   // latches "has been ready" the first time the results make the agent ready. True once latched.
   bool latch_ready();
   WallTime started_at() const { return started_wall_; }
+  // Moves whenever a snapshot could differ other than by the clock: a result recorded, the probe
+  // set or the liveness records replaced, readiness latched.
+  std::uint64_t generation() const { return Probe::records() + changes_.load(); }
   // What the liveness state files said last (the agent refreshes it, never a request).
   void set_liveness(std::map<std::string, LivenessRecord> records);
 
@@ -72,6 +75,8 @@ class Health {
   bool details_ = true;
   std::map<std::string, LivenessRecord> liveness_;
   std::atomic<bool> ever_ready_{false};
+  std::atomic<std::uint64_t> changes_{0};
+  std::size_t ready_cursor_ = 0;  // latch_ready(): where the last scan stopped
 };
 
 // GET /health: HTTP status 200 (healthy, degraded) or 503 (starting, unhealthy).

@@ -16,11 +16,12 @@ std::string_view cut_utf8(std::string_view s, std::size_t max) {
   return s.substr(0, end);
 }
 
-template <std::size_t N>
-void FixedText<N>::assign(std::string_view s) {
-  s = cut_utf8(s, N);
-  std::copy(s.begin(), s.end(), data_.begin());
-  size_ = static_cast<std::uint16_t>(s.size());
+void SharedText::assign(std::string_view s, std::size_t max, const SharedText& same) {
+  s = cut_utf8(s, max);
+  if (same.text_ && same.view() == s)
+    text_ = same.text_;
+  else
+    text_ = std::make_shared<const std::string>(s);
 }
 
 template <class T>
@@ -35,6 +36,12 @@ void History::Ring<T>::push(const T& item) {
   }
   items[next] = item;
   next = (next + 1) % cap;
+}
+
+template <class T>
+const T* History::Ring<T>::last() const {
+  if (items.empty()) return nullptr;
+  return &items[items.size() < cap ? items.size() - 1 : (next + items.size() - 1) % items.size()];
 }
 
 template <class T>
@@ -74,13 +81,18 @@ History::History(std::size_t capacity) : capacity_(capacity) {
 void History::record(WallTime at, Status status, double duration_s, std::string_view stage,
                      std::string_view message, Status before, Status after) {
   std::lock_guard lock(mutex_);
+  if (capacity_ == 0 && before == after) return;
+  // The texts of the newest run, to share when this run says the same.
+  const HistoryRun* prev = runs_.last();
+  const HistoryRun none;
+  const HistoryRun& same = prev ? *prev : none;
+  HistoryRun run;
+  run.stage.assign(stage, VITALS_STAGE_MAX, same.stage);
+  run.message.assign(message, kHistoryMessageMax, same.message);
   if (capacity_ > 0) {
-    HistoryRun run;
     run.at = at;
     run.status = status;
     run.duration_ms = static_cast<float>(duration_s * 1000);
-    run.stage.assign(stage);
-    run.message.assign(message);
     runs_.push(run);
   }
   if (before != after) {
@@ -89,8 +101,8 @@ void History::record(WallTime at, Status status, double duration_s, std::string_
     t.at = at;
     t.from = before;
     t.to = after;
-    t.stage.assign(stage);
-    t.message.assign(message);
+    t.stage = run.stage;
+    t.message = run.message;
     transitions_.push(t);
   }
 }
@@ -136,8 +148,11 @@ std::uint64_t History::last_seq() {
 
 std::size_t History::max_bytes() const {
   std::lock_guard lock(mutex_);
-  return sizeof(History) + runs_.cap * sizeof(HistoryRun) +
-         transitions_.cap * sizeof(HistoryTransition);
+  // Each entry's texts, as if none were shared.
+  constexpr std::size_t texts =
+      SharedText::max_bytes(VITALS_STAGE_MAX) + SharedText::max_bytes(kHistoryMessageMax);
+  return sizeof(History) + runs_.cap * (sizeof(HistoryRun) + texts) +
+         transitions_.cap * (sizeof(HistoryTransition) + texts);
 }
 
 }  // namespace vitals

@@ -206,10 +206,15 @@ Reply route(const std::string& method, const std::string& uri, bool has_body,
     return text(ready ? 200 : 503, body);
   }
   if (t.path == "/health" || t.path == "/health/") {
-    const Snapshot s = backend.snapshot();
-    const int status = health_http_status(s);
-    return line ? text(status, render_line(s))
-                : json(status, render_health_json(s, backend.facts().version, history));
+    const auto render = [&] {
+      const Snapshot s = backend.snapshot();
+      const int status = health_http_status(s);
+      return line ? text(status, render_line(s))
+                  : json(status, render_health_json(s, backend.facts().version, history));
+    };
+    if (t.query.empty() && backend.generation)
+      return backend.health_cache->get(backend.generation(), render);
+    return render();
   }
   if (t.path.rfind("/health/", 0) == 0) {
     const Snapshot s = backend.snapshot();
@@ -219,6 +224,19 @@ Reply route(const std::string& method, const std::string& uri, bool has_body,
     return line ? text(status, render_line(s, p)) : json(status, render_probe_json(s, *p, history));
   }
   return text(404, "not found\n");
+}
+
+Reply ReplyCache::get(std::uint64_t generation, const std::function<Reply()>& render) {
+  std::lock_guard lock(mutex_);
+  const auto now = std::chrono::steady_clock::now();
+  if (!reply_ || generation != generation_ || now - rendered_ >= granularity_) {
+    // The generation is read before rendering: a change during the render makes the next
+    // request render again.
+    generation_ = generation;
+    rendered_ = now;
+    reply_ = render();
+  }
+  return *reply_;
 }
 
 HeadParse parse_request_head(std::string_view in, RequestHead& out, std::size_t& used) {

@@ -12,6 +12,7 @@
 #include <functional>
 #include <list>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -23,10 +24,41 @@
 
 namespace vitals {
 
+// A response, computed from the backend for one request. Pure apart from the backend; fuzzed.
+struct Reply {
+  int status = 200;
+  std::string content_type = "text/plain; charset=utf-8";
+  std::string body;
+  bool allow_header = false;  // 405: send "Allow: GET, HEAD"
+};
+
+// How old the /health body may be while no state has changed: its clock-driven fields
+// (uptime_seconds, age_ms, and stale probes turning unknown) are exact to this.
+constexpr std::chrono::milliseconds kHealthGranularity{1};
+
+// The reply to a plain GET /health, rendered again only when the state changed (a new
+// generation) or kHealthGranularity has passed since it was rendered.
+class ReplyCache {
+ public:
+  explicit ReplyCache(std::chrono::milliseconds granularity = kHealthGranularity)
+      : granularity_(granularity) {}
+  Reply get(std::uint64_t generation, const std::function<Reply()>& render);
+
+ private:
+  const std::chrono::milliseconds granularity_;
+  std::mutex mutex_;
+  std::uint64_t generation_ = 0;
+  std::chrono::steady_clock::time_point rendered_{};
+  std::optional<Reply> reply_;
+};
+
 struct HttpBackend {
   std::function<Snapshot()> snapshot;
   std::function<AgentFacts()> facts;
   std::function<bool()> alive;  // the scheduler loop is going round
+  // Health::generation(): when set, plain GET /health is answered through `health_cache`.
+  std::function<std::uint64_t()> generation = nullptr;
+  std::shared_ptr<ReplyCache> health_cache = std::make_shared<ReplyCache>();
 };
 
 // Parses a request target into path and decoded query parameters. Pure; fuzzed.
@@ -38,13 +70,6 @@ struct Target {
 };
 bool parse_target(const std::string& uri, Target& out);
 
-// A response, computed from the backend for one request. Pure apart from the backend; fuzzed.
-struct Reply {
-  int status = 200;
-  std::string content_type = "text/plain; charset=utf-8";
-  std::string body;
-  bool allow_header = false;  // 405: send "Allow: GET, HEAD"
-};
 Reply route(const std::string& method, const std::string& uri, bool has_body,
             const HttpBackend& backend);
 

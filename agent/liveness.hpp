@@ -29,6 +29,7 @@ struct LivenessRecord {
   std::optional<WallTime> last_restart;
   std::string last_reason;  // "fail at STAGE: MESSAGE" of the run that made vitals restart it
   std::optional<WallTime> gave_up;  // when the budget stopped a restart (the latest time)
+  bool operator==(const LivenessRecord&) const = default;
 };
 
 // <state_dir>/<probe>.liveness (probe names have no '/').

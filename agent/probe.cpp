@@ -37,6 +37,8 @@ std::shared_ptr<spdlog::logger> probe_logger(const std::string& name) {
 
 }  // namespace
 
+std::atomic<std::uint64_t> Probe::records_{0};
+
 const char* to_string(Status s) {
   switch (s) {
     case Status::Pass:
@@ -292,7 +294,8 @@ void Probe::record(const RunResult& r) {
   for (size_t i = 0; i < kDurationBuckets.size(); ++i)
     if (r.duration_s <= kDurationBuckets[i]) ++state_.buckets[i];
   state_.duration_sum += r.duration_s;
-  state_.last = r;
+  state_.last = std::make_shared<const RunResult>(r);
+  records_.fetch_add(1, std::memory_order_relaxed);
   state_.history->record(r.checked_at, r.status, r.duration_s, r.stage, r.message, before,
                          state_.effective);
   lock.unlock();
@@ -310,6 +313,16 @@ void Probe::record(const RunResult& r) {
 ProbeState Probe::state() const {
   std::lock_guard lock(mutex_);
   return state_;
+}
+
+bool Probe::ever_passed() const {
+  std::lock_guard lock(mutex_);
+  return state_.ever_passed;
+}
+
+bool Probe::passing_now(SteadyTime now) const {
+  std::lock_guard lock(mutex_);
+  return effective_now(state_, now) == Status::Pass;
 }
 
 Status Probe::effective_now(const ProbeState& s, SteadyTime now) const {

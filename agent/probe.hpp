@@ -4,6 +4,7 @@
 #include <spdlog/logger.h>
 
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <memory>
 #include <mutex>
@@ -48,7 +49,8 @@ inline constexpr std::array<double, 12> kDurationBuckets = {0.001, 0.0025, 0.005
 
 struct ProbeState {
   Status effective = Status::Unknown;  // after thresholds
-  std::optional<RunResult> last;
+  // Shared, never changed: copying a state (a /health snapshot of every probe) copies no strings.
+  std::shared_ptr<const RunResult> last;
   int consecutive_failures = 0;
   int consecutive_successes = 0;
   WallTime since{};  // last change of `effective`
@@ -107,6 +109,12 @@ class Probe : public std::enable_shared_from_this<Probe> {
   void plugin_log(int level, const std::string& message);
 
   ProbeState state() const;
+  bool ever_passed() const;
+  // How many results every probe of the process has recorded: a view of them is current while
+  // this has not moved.
+  static std::uint64_t records() { return records_.load(std::memory_order_relaxed); }
+  // effective_now() == Pass, without copying the state.
+  bool passing_now(SteadyTime now) const;
   // The status /health shows: unknown if the last result is older than 2*interval+timeout (plus
   // the kill grace for an isolated probe).
   Status effective_now(const ProbeState& s, SteadyTime now) const;
@@ -133,6 +141,7 @@ class Probe : public std::enable_shared_from_this<Probe> {
   RunResult from_worker(WorkerReply& reply, SteadyTime deadline);
   mutable std::mutex mutex_;
   ProbeState state_;
+  static std::atomic<std::uint64_t> records_;
 };
 
 }  // namespace vitals

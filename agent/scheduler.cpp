@@ -1,29 +1,149 @@
 #include "scheduler.hpp"
 
+#include <sys/prctl.h>
+
 #include <algorithm>
-#include <functional>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <queue>
 #include <string>
+#include <thread>
 
 namespace vitals {
 
-struct Scheduler::Slot {
+namespace {
+
+// A runner idle this long exits (the pool keeps one). The runner idle the shortest is handed the
+// next run, so runners beyond what the probes need are the ones that stay idle.
+constexpr Millis kRunnerIdleExit{30'000};
+// A due run finding no idle runner starts one while fewer than this many exist. Past that the pool
+// grows by one runner each kQueueWait while runs wait and none has returned meanwhile (every
+// runner is stuck in a plugin). Fast probes are run one after another by a few runners; probes
+// that block get a runner each, at up to one more each kQueueWait. (Growing faster feeds on
+// itself: on a loaded machine busy runners look stuck, and more runners contend for the lock.)
+constexpr int kEagerRunners = 4;
+constexpr std::chrono::microseconds kQueueWait{1000};
+// The scheduler thread's timer slack: runs due within this much of each other are started by one
+// wake-up. The schedule is kept on its grid (each next run is due an interval after the previous
+// one was due, not after it started), so the slack never accumulates.
+constexpr long kTimerSlackNs = 1'000'000;
+
+}  // namespace
+
+// One probe's place in the schedule.
+struct ScheduleSlot {
   std::shared_ptr<Probe> probe;
-  // All below guarded by Scheduler::mutex_.
-  bool busy = false;       // a run is in flight
-  bool go = false;         // the runner should start a run
+  // All below guarded by Core::mutex.
+  bool busy = false;       // a run is in flight (handed to the runners, or running)
   bool timed_out = false;  // the scheduler gave up on the run in flight
   bool finishing = false;  // the run returned in time and is being recorded
   bool phased = false;     // the steady-state phase offset has been applied
-  bool retired = false;    // removed from the set: the runner exits
+  bool retired = false;    // removed from the set
   bool waited = false;     // the wait for `previous` has been recorded as a failure
   // A retired slot of the same probe name whose run is still in flight (a reload changed a hung
   // probe): this one does not start until that run returns, so a probe holds at most one hung run.
-  std::shared_ptr<Slot> previous;
+  std::shared_ptr<ScheduleSlot> previous;
   SteadyTime next_due{};
-  SteadyTime started{};
+  SteadyTime due{};       // when the run in flight was due: the next one is due an interval later
+  SteadyTime started{};   // when it was handed to the runners
   SteadyTime deadline{};  // of the run in flight: what the plugin is given
+};
+
+// A timer of the heaps below. Stale timers are skipped when they come up: `key` is the slot's
+// next_due (due timers) or started (give-up timers) when it was pushed.
+struct Timer {
+  SteadyTime at;
+  std::shared_ptr<ScheduleSlot> slot;
+  SteadyTime key;
+  bool operator>(const Timer& o) const { return at > o.at; }
+};
+using TimerHeap = std::priority_queue<Timer, std::vector<Timer>, std::greater<>>;
+
+// A runner waiting for work: the scheduler hands it a run directly.
+struct IdleRunner {
   std::condition_variable cv;
+  std::shared_ptr<ScheduleSlot> job;
+};
+
+struct Queued {
+  SteadyTime since;
+  std::shared_ptr<ScheduleSlot> slot;
+};
+
+struct Scheduler::Core {
+  Core(Millis start_period, std::function<void()> on_result)
+      : start_period(start_period), on_result(std::move(on_result)) {}
+
+  const Millis start_period;
+  const std::function<void()> on_result;
+  const SteadyTime started = std::chrono::steady_clock::now();
+  std::atomic<SteadyTime::rep> heartbeat{started.time_since_epoch().count()};
+
+  std::mutex mutex;
+  std::condition_variable wake;  // the scheduler thread
+  std::condition_variable runners_gone;
+  std::vector<std::shared_ptr<ScheduleSlot>> slots;
+  std::vector<std::shared_ptr<ScheduleSlot>> draining;  // retired, with a run still in flight
+  TimerHeap due;                                        // when each slot is next due
+  TimerHeap give_up;                                    // when each run in flight is given up on
+  std::deque<Queued> ready;                             // due runs no runner has taken yet
+  std::vector<IdleRunner*> idle;                        // the most recently idle last
+  SteadyTime planned_wake = SteadyTime::max();          // when the scheduler thread will look again
+  SteadyTime grown{};                                   // when the pool last grew for waiting runs
+  SteadyTime returned{};                                // when a run last returned from its plugin
+  int runners = 0, in_plugin = 0;
+  bool running = false, stopping = false;
   std::thread thread;
+
+  Millis interval_for(const Probe& p) const {
+    const bool starting = std::chrono::steady_clock::now() - started < start_period;
+    if (starting && !p.ever_passed()) return p.config().start_interval;
+    return p.config().interval;
+  }
+
+  void schedule(const std::shared_ptr<ScheduleSlot>& s) {  // with mutex held
+    due.push({s->next_due, s, s->next_due});
+    if (s->next_due < planned_wake) wake.notify_one();
+  }
+
+  // Hands a due slot to the runners, starting one more if none is idle for it.
+  void dispatch(const std::shared_ptr<ScheduleSlot>& s, SteadyTime now,
+                std::shared_ptr<Core> self) {
+    s->busy = true;
+    s->timed_out = false;
+    s->due = s->next_due;
+    s->started = now;
+    s->deadline = s->probe->deadline_from(now);
+    give_up.push({give_up_at(s->deadline), s, now});
+    if (!idle.empty()) {
+      IdleRunner* r = idle.back();
+      idle.pop_back();
+      r->job = s;
+      r->cv.notify_one();
+      return;
+    }
+    ready.push_back({now, s});
+    if (runners < kEagerRunners) spawn(std::move(self));
+  }
+
+  // Runs waiting longer than kQueueWait: every runner is busy, maybe blocked in a plugin.
+  void grow(SteadyTime now, const std::shared_ptr<Core>& self) {
+    if (ready.empty() || now - ready.front().since < kQueueWait || now - grown < kQueueWait ||
+        now - returned < kQueueWait)
+      return;
+    grown = now;
+    spawn(self);
+  }
+
+  void spawn(std::shared_ptr<Core> self) {
+    ++runners;
+    std::thread(&Core::runner, this, std::move(self)).detach();
+  }
+
+  void loop(std::shared_ptr<Core> self);
+  void runner(std::shared_ptr<Core> self);
+  void run(const std::shared_ptr<ScheduleSlot>& s, std::unique_lock<std::mutex>& lock);
 };
 
 Millis phase_offset(const std::string& name, Millis interval) {
@@ -33,125 +153,122 @@ Millis phase_offset(const std::string& name, Millis interval) {
 }
 
 Scheduler::Scheduler(Millis start_period, std::function<void()> on_result)
-    : start_period_(start_period), on_result_(std::move(on_result)) {
-  heartbeat_ = std::chrono::steady_clock::now().time_since_epoch().count();
-}
+    : core_(std::make_shared<Core>(start_period, std::move(on_result))) {}
 
 Scheduler::~Scheduler() {
   stop(Millis(1000));
 }
 
-Millis Scheduler::interval_for(const Probe& p) const {
-  const bool starting = std::chrono::steady_clock::now() - started_ < start_period_;
-  if (starting && !p.state().ever_passed) return p.config().start_interval;
-  return p.config().interval;
+SteadyTime Scheduler::heartbeat() const {
+  return SteadyTime(SteadyTime::duration(core_->heartbeat.load()));
+}
+
+int Scheduler::runners() const {
+  std::lock_guard lock(core_->mutex);
+  return core_->runners;
 }
 
 void Scheduler::set_probes(const std::vector<std::shared_ptr<Probe>>& probes) {
-  std::vector<std::shared_ptr<Slot>> retired;
-  {
-    std::lock_guard lock(mutex_);
-    for (const auto& s : slots_) {
-      if (std::find(probes.begin(), probes.end(), s->probe) == probes.end()) {
-        s->retired = true;
-        s->cv.notify_one();
-        retired.push_back(s);
-        if (s->busy) draining_.push_back(s);
-      }
-    }
-    std::erase_if(draining_, [](const auto& s) { return !s->busy; });
-    std::vector<std::shared_ptr<Slot>> next;
-    for (const auto& p : probes) {
-      auto it =
-          std::find_if(slots_.begin(), slots_.end(), [&](const auto& s) { return s->probe == p; });
-      if (it != slots_.end()) {
-        next.push_back(*it);
-        continue;
-      }
-      auto slot = std::make_shared<Slot>();
-      slot->probe = p;
-      slot->next_due = std::chrono::steady_clock::now();
-      for (const auto& d : draining_)
-        if (d->probe->config().name == p->config().name) slot->previous = d;
-      if (thread_.joinable()) slot->thread = std::thread(&Scheduler::runner, this, slot);
-      next.push_back(slot);
-    }
-    slots_ = std::move(next);
+  Core& c = *core_;
+  std::lock_guard lock(c.mutex);
+  for (const auto& s : c.slots) {
+    if (std::find(probes.begin(), probes.end(), s->probe) != probes.end()) continue;
+    s->retired = true;
+    if (s->busy) c.draining.push_back(s);
   }
-  wake_.notify_one();
-  for (auto& s : retired) {
-    // A hung run keeps its runner (and the probe it owns) alive; never wait for it.
-    if (s->thread.joinable()) s->thread.detach();
+  std::erase_if(c.draining, [](const auto& s) { return !s->busy; });
+  // Timers and queued runs of retired slots go now, so their probes are released at once.
+  const auto live = [](TimerHeap& heap) {
+    std::vector<Timer> keep;
+    for (; !heap.empty(); heap.pop())
+      if (!heap.top().slot->retired || heap.top().slot->busy) keep.push_back(heap.top());
+    heap = TimerHeap(std::greater<>(), std::move(keep));
+  };
+  live(c.due);
+  live(c.give_up);
+  std::erase_if(c.ready, [](const Queued& q) {
+    if (!q.slot->retired) return false;
+    q.slot->busy = false;  // never started
+    return true;
+  });
+  std::vector<std::shared_ptr<ScheduleSlot>> next;
+  for (const auto& p : probes) {
+    auto it =
+        std::find_if(c.slots.begin(), c.slots.end(), [&](const auto& s) { return s->probe == p; });
+    if (it != c.slots.end()) {
+      next.push_back(*it);
+      continue;
+    }
+    auto slot = std::make_shared<ScheduleSlot>();
+    slot->probe = p;
+    slot->next_due = std::chrono::steady_clock::now();
+    for (const auto& d : c.draining)
+      if (d->probe->config().name == p->config().name) slot->previous = d;
+    next.push_back(slot);
+    if (c.running) c.schedule(slot);
   }
+  c.slots = std::move(next);
 }
 
 void Scheduler::start() {
-  std::lock_guard lock(mutex_);
-  if (thread_.joinable()) return;
-  for (auto& s : slots_) s->thread = std::thread(&Scheduler::runner, this, s);
-  thread_ = std::thread(&Scheduler::loop, this);
+  Core& c = *core_;
+  std::lock_guard lock(c.mutex);
+  if (c.running || c.stopping) return;
+  c.running = true;
+  for (auto& s : c.slots) c.due.push({s->next_due, s, s->next_due});
+  c.thread = std::thread(&Core::loop, &c, core_);
 }
 
 void Scheduler::stop(Millis grace) {
-  {
-    std::lock_guard lock(mutex_);
-    if (stopping_ || !thread_.joinable()) return;
-    stopping_ = true;
-    for (auto& s : slots_) {
-      s->retired = true;
-      s->cv.notify_one();
-    }
-  }
-  wake_.notify_one();
-  thread_.join();
-  const SteadyTime until = std::chrono::steady_clock::now() + grace;
-  while (runners_alive_ > 0 && std::chrono::steady_clock::now() < until)
-    std::this_thread::sleep_for(Millis(5));
-  std::lock_guard lock(mutex_);
-  for (auto& s : slots_) {
-    if (!s->thread.joinable()) continue;
-    if (s->busy)
-      s->thread.detach();  // hung in a plugin: leave it to process exit
-    else
-      s->thread.join();
-  }
+  Core& c = *core_;
+  std::unique_lock lock(c.mutex);
+  if (c.stopping || !c.running) return;
+  c.stopping = true;
+  for (auto& s : c.slots) s->retired = true;
+  c.ready.clear();
+  c.wake.notify_one();
+  for (IdleRunner* r : c.idle) r->cv.notify_one();
+  lock.unlock();
+  c.thread.join();
+  lock.lock();
+  // Runners finish the run they are in and exit; one hung in a plugin is left behind (it holds
+  // the core, so its return finds live memory).
+  c.runners_gone.wait_for(lock, grace, [&] { return c.runners == c.in_plugin; });
 }
 
-void Scheduler::loop() {
-  std::unique_lock lock(mutex_);
-  while (!stopping_) {
+void Scheduler::Core::loop(std::shared_ptr<Core> self) {
+  prctl(PR_SET_TIMERSLACK, kTimerSlackNs);
+  std::unique_lock lock(mutex);
+  while (!stopping) {
     const SteadyTime now = std::chrono::steady_clock::now();
-    heartbeat_ = now.time_since_epoch().count();
-    SteadyTime wake_at = now + Millis(1000);
-    std::vector<std::shared_ptr<Slot>> timed_out, waiting;
-    for (auto& s : slots_) {
-      if (s->previous && !s->previous->busy) s->previous.reset();
-      if (s->busy) {
-        // The same limit run_once() applies: a run that returns by then keeps its own result.
-        const SteadyTime give_up = give_up_at(s->deadline);
-        if (s->finishing) continue;
-        if (!s->timed_out && now >= give_up) {
-          s->timed_out = true;
-          timed_out.push_back(s);
-        } else if (!s->timed_out) {
-          wake_at = std::min(wake_at, give_up);
-        }
-      } else if (s->previous) {
-        // Woken by the previous run's runner when it returns.
-        if (!s->waited) waiting.push_back(s);
-        s->waited = true;
-      } else if (now >= s->next_due) {
-        s->busy = true;
-        s->go = true;
-        s->timed_out = false;
-        s->started = now;
-        s->deadline = s->probe->deadline_from(now);
-        s->cv.notify_one();
-        wake_at = std::min(wake_at, give_up_at(s->deadline));
-      } else {
-        wake_at = std::min(wake_at, s->next_due);
+    heartbeat = now.time_since_epoch().count();
+    std::vector<std::shared_ptr<ScheduleSlot>> timed_out, waiting;
+    // Runs past their give-up time (a timer is stale if its run has returned since).
+    while (!give_up.empty() && give_up.top().at <= now) {
+      auto t = give_up.top();
+      give_up.pop();
+      ScheduleSlot& s = *t.slot;
+      if (s.busy && s.started == t.key && !s.timed_out && !s.finishing) {
+        s.timed_out = true;
+        timed_out.push_back(t.slot);
       }
     }
+    // Due runs (a timer is stale if the slot was rescheduled or retired since).
+    while (!due.empty() && due.top().at <= now) {
+      auto t = due.top();
+      due.pop();
+      auto& s = t.slot;
+      if (s->retired || s->busy || s->next_due != t.key) continue;
+      if (s->previous && !s->previous->busy) s->previous.reset();
+      if (s->previous) {
+        // Parked: run() schedules it when the previous run returns.
+        if (!s->waited) waiting.push_back(s);
+        s->waited = true;
+        continue;
+      }
+      dispatch(s, now, self);
+    }
+    grow(now, self);
     if (!timed_out.empty() || !waiting.empty()) {
       lock.unlock();
       for (auto& s : waiting) {
@@ -159,7 +276,7 @@ void Scheduler::loop() {
         r.message = "not started: the run of its previous definition is still going";
         s->probe->record(r);
         s->probe->log().warn("not started until the run of its previous definition returns");
-        on_result_();
+        on_result();
       }
       for (auto& s : timed_out) {
         const double elapsed =
@@ -168,50 +285,90 @@ void Scheduler::loop() {
         s->probe->log().warn(
             "run still going after its {} timeout; not started again until it returns",
             format_duration(s->probe->config().timeout));
-        on_result_();
+        on_result();
       }
       lock.lock();
       continue;
     }
-    wake_.wait_until(lock, wake_at);
+    planned_wake = now + Millis(1000);
+    if (!due.empty()) planned_wake = std::min(planned_wake, due.top().at);
+    if (!give_up.empty()) planned_wake = std::min(planned_wake, give_up.top().at);
+    if (!ready.empty())
+      planned_wake =
+          std::min(planned_wake, std::max({ready.front().since, grown, returned}) + kQueueWait);
+    wake.wait_until(lock, planned_wake);
+    planned_wake = SteadyTime::min();  // awake: nobody needs to wake this thread
   }
 }
 
-void Scheduler::runner(std::shared_ptr<Slot> slot) {
-  ++runners_alive_;
-  std::unique_lock lock(mutex_);
-  for (;;) {
-    slot->cv.wait(lock, [&] { return slot->go || slot->retired; });
-    if (slot->retired) break;
-    slot->go = false;
-    const SteadyTime deadline = slot->deadline;  // set when the scheduler started the run
-    lock.unlock();
-    const RunResult result = slot->probe->run_once(deadline);
-    lock.lock();
-    const bool accepted = !slot->timed_out;
-    slot->finishing = true;  // from here on the scheduler no longer times this run out
-    lock.unlock();
-    if (accepted) {
-      slot->probe->record(result);
-      on_result_();
+void Scheduler::Core::runner(std::shared_ptr<Core> /*holds the core while this runs*/) {
+  IdleRunner me;
+  std::unique_lock lock(mutex);
+  while (!stopping) {
+    std::shared_ptr<ScheduleSlot> s;
+    if (!ready.empty()) {
+      s = std::move(ready.front().slot);
+      ready.pop_front();
     } else {
-      slot->probe->log().info("late run finished after {:.0f}ms; result discarded",
-                              result.duration_s * 1000);
+      idle.push_back(&me);
+      me.cv.wait_for(lock, kRunnerIdleExit, [&] { return me.job || stopping; });
+      if (!me.job) {
+        std::erase(idle, &me);
+        if (runners > 1) break;  // idle for long: the pool shrinks, keeping one
+        continue;
+      }
+      s = std::move(me.job);  // the scheduler took this runner off `idle`
     }
-    const Millis interval = interval_for(*slot->probe);
-    lock.lock();
-    slot->busy = false;
-    slot->finishing = false;
-    slot->next_due = std::max(slot->started + interval, std::chrono::steady_clock::now());
-    if (!slot->phased && interval == slot->probe->config().interval) {
-      // Probes configured together would otherwise run in lockstep, every interval at once;
-      // a fixed per-probe offset spreads them (applied once, on entering the steady interval).
-      slot->phased = true;
-      slot->next_due += phase_offset(slot->probe->config().name, interval);
-    }
-    wake_.notify_one();
+    run(s, lock);
   }
-  --runners_alive_;
+  --runners;
+  runners_gone.notify_all();
+}
+
+// Runs the slot's plugin once (the lock is released meanwhile), records the result if the run
+// returned in time, and schedules the next run.
+void Scheduler::Core::run(const std::shared_ptr<ScheduleSlot>& s,
+                          std::unique_lock<std::mutex>& lock) {
+  const SteadyTime deadline = s->deadline;  // set when the run was dispatched
+  ++in_plugin;
+  lock.unlock();
+  const RunResult result = s->probe->run_once(deadline);
+  lock.lock();
+  --in_plugin;
+  returned = std::chrono::steady_clock::now();
+  // After stop() nothing is recorded: the agent may be gone.
+  const bool accepted = !s->timed_out && !stopping;
+  s->finishing = true;  // from here on the scheduler no longer times this run out
+  lock.unlock();
+  if (accepted) {
+    s->probe->record(result);
+    on_result();
+  } else {
+    s->probe->log().info("late run finished after {:.0f}ms; result discarded",
+                         result.duration_s * 1000);
+  }
+  const Millis interval = interval_for(*s->probe);
+  lock.lock();
+  s->busy = false;
+  s->finishing = false;
+  if (s->retired) {
+    // A slot parked until this run returned (a reload changed this probe) starts now.
+    for (auto& o : slots) {
+      if (o->previous != s) continue;
+      o->previous.reset();
+      o->next_due = std::chrono::steady_clock::now();
+      schedule(o);
+    }
+    return;
+  }
+  s->next_due = std::max(s->due + interval, std::chrono::steady_clock::now());
+  if (!s->phased && interval == s->probe->config().interval) {
+    // Probes configured together would otherwise run in lockstep, every interval at once;
+    // a fixed per-probe offset spreads them (applied once, on entering the steady interval).
+    s->phased = true;
+    s->next_due += phase_offset(s->probe->config().name, interval);
+  }
+  schedule(s);
 }
 
 }  // namespace vitals

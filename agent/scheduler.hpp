@@ -1,17 +1,17 @@
-// Runs every probe in the background on its own schedule. One scheduler thread owns all timing
-// (when each probe is due, and each run's deadline); each probe has a runner thread that calls the
-// plugin. A run that has not returned by give_up_at(its deadline) (probe.hpp: the deadline the
-// plugin was given, plus a short grace) is recorded as a `timeout` failure by the scheduler, its
-// late result is discarded, and the probe is not started again until the run has returned:
-// a hung plugin delays nothing else.
+// Runs every probe in the background on its own schedule. One scheduler thread owns all timing:
+// a timer heap of when each probe is next due and of when each run in flight is given up on. A
+// due run is handed to a pool of runner threads that call the plugin; the pool grows when every
+// runner is busy (a probe's run never waits for another probe's) and shrinks when runners stay
+// idle, so a thousand fast probes need a handful of threads, not a thousand.
+// A run that has not returned by give_up_at(its deadline) (probe.hpp: the deadline the plugin was
+// given, plus a short grace) is recorded as a `timeout` failure by the scheduler, its late result
+// is discarded, and the probe is not started again until the run has returned: a hung plugin
+// holds one runner and delays nothing else.
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <functional>
 #include <memory>
-#include <mutex>
-#include <thread>
 #include <vector>
 
 #include "probe.hpp"
@@ -27,31 +27,19 @@ class Scheduler {
   Scheduler(Millis start_period, std::function<void()> on_result);
   ~Scheduler();
 
-  // Replaces the probe set. Probes present in both (same object) keep their runner and schedule.
+  // Replaces the probe set. Probes present in both (same object) keep their schedule.
   void set_probes(const std::vector<std::shared_ptr<Probe>>& probes);
   void start();
-  // Stops all runners; waits at most `grace` for runs in flight, leaving hung ones behind.
+  // Stops the scheduler; waits at most `grace` for runs in flight, leaving hung ones behind.
   void stop(Millis grace);
   // Last time the scheduler loop went round (at least once a second while it lives).
-  SteadyTime heartbeat() const { return SteadyTime(SteadyTime::duration(heartbeat_.load())); }
+  SteadyTime heartbeat() const;
+  // Runner threads alive now (busy or idle).
+  int runners() const;
 
  private:
-  struct Slot;
-  void loop();
-  void runner(std::shared_ptr<Slot> slot);
-  Millis interval_for(const Probe& p) const;
-
-  Millis start_period_;
-  std::function<void()> on_result_;
-  SteadyTime started_ = std::chrono::steady_clock::now();
-  std::mutex mutex_;
-  std::condition_variable wake_;
-  std::vector<std::shared_ptr<Slot>> slots_;
-  std::vector<std::shared_ptr<Slot>> draining_;  // retired, with a run still in flight
-  bool stopping_ = false;
-  std::thread thread_;
-  std::atomic<SteadyTime::rep> heartbeat_{0};
-  std::atomic<int> runners_alive_{0};
+  struct Core;  // shared with the threads, so a run returning after stop() touches live memory
+  std::shared_ptr<Core> core_;
 };
 
 }  // namespace vitals

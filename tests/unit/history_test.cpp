@@ -101,12 +101,29 @@ TEST_CASE("history memory is bounded whatever the plugin says", "[history]") {
   REQUIRE(runs.size() == 120);
   CHECK(runs[0].message.view().size() == kHistoryMessageMax);
   CHECK(runs[0].stage.view().size() == VITALS_STAGE_MAX);
-  // Fixed-size entries: the bound is the capacity times the entry size, nothing grows with input.
-  CHECK(sizeof(HistoryRun) < 256);
-  CHECK(sizeof(HistoryTransition) < 256);
-  CHECK(h.max_bytes() ==
-        sizeof(History) + 120 * sizeof(HistoryRun) + 120 * sizeof(HistoryTransition));
-  CHECK(h.max_bytes() < 64 * 1024);
+  // Texts are cut: the bound is the capacity times the largest entry, nothing grows with input.
+  CHECK(sizeof(HistoryRun) <= 48);
+  CHECK(sizeof(HistoryTransition) <= 64);
+  CHECK(h.max_bytes() < 96 * 1024);
+}
+
+TEST_CASE("history keeps what each run said when runs repeat or change their message",
+          "[history]") {
+  History h(4);
+  h.record(at(1), P, 0.001, "connect", "connected", P, P);
+  h.record(at(2), P, 0.001, "connect", "connected", P, P);
+  h.record(at(3), F, 0.001, "connect", "refused", P, F);
+  h.record(at(4), P, 0.001, "connect", "connected", F, P);
+  auto runs = h.runs(4);
+  REQUIRE(runs.size() == 4);
+  CHECK(runs[0].message.view() == "connected");
+  CHECK(runs[1].message.view() == "refused");
+  CHECK(runs[2].message.view() == "connected");
+  CHECK(runs[3].message.view() == "connected");
+  auto transitions = h.transitions(4);
+  REQUIRE(transitions.size() == 2);
+  CHECK(transitions[0].message.view() == "connected");
+  CHECK(transitions[1].message.view() == "refused");
 }
 
 TEST_CASE("history cuts messages at a UTF-8 character boundary", "[history]") {

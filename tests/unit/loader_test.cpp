@@ -338,6 +338,35 @@ TEST_CASE("unchanged probes are reused on reload, changed ones are new", "[loade
   CHECK(second->probes[1] != first->probes[1]);
 }
 
+TEST_CASE("plain /health is rendered again when a result is recorded, else reused", "[http]") {
+  Scratch s;
+  std::vector<std::string> errors;
+  auto p = prepare(s.config("  db:\n    plugin: fake-ok\n"), {}, errors);
+  REQUIRE(p);
+  Health health;
+  health.set_probes(p->probes, Millis(0), true);
+  int snapshots = 0;
+  HttpBackend b{[&] {
+                  ++snapshots;
+                  return health.snapshot();
+                },
+                [] { return AgentFacts{"9.9.9"}; }, [] { return true; },
+                [&] { return health.generation(); },
+                // A granularity no test run reaches: only a change renders again.
+                std::make_shared<ReplyCache>(std::chrono::hours(1))};
+  const std::string before = route("GET", "/health", false, b).body;
+  CHECK(route("GET", "/health", false, b).body == before);
+  CHECK(snapshots == 1);
+  p->probes[0]->record(p->probes[0]->run_once());
+  const std::string after = route("GET", "/health", false, b).body;
+  CHECK(snapshots == 2);
+  CHECK_THAT(before, Catch::Contains("\"checked_at\":null"));
+  CHECK_THAT(after, Catch::Contains("\"db\":{\"status\":\"pass\""));
+  // Any query is rendered for its request.
+  route("GET", "/health?history=1", false, b);
+  CHECK(snapshots == 3);
+}
+
 TEST_CASE("HTTP routing answers from the snapshot", "[http]") {
   Scratch s;
   std::vector<std::string> errors;
