@@ -189,40 +189,23 @@ void append_liveness(std::string& out, const Snapshot& s, const LivenessRecord& 
 
 void append_probe(std::string& out, const Snapshot& s, const ProbeView& v,
                   std::optional<std::size_t> history) {
-  const ProbeConfig& c = v.probe->config();
   out += "{\"status\":\"";
   out += to_string(v.status);
-  out += "\",\"plugin\":";
-  append_json_string(out, c.plugin);
-  out += ",\"tier\":\"";
-  out += to_string(c.tier);
-  out += "\",\"gates_readiness\":";
-  out += c.gates_readiness ? "true" : "false";
+  out += '"';
+  // A state made by hand (tests) has no rendered fields yet.
+  const auto json =
+      v.state.json
+          ? v.state.json
+          : std::make_shared<const ProbeJson>(render_probe_fields(v.probe->config(), v.state));
+  out += json->head[s.details ? 1 : 0];
   if (v.state.last) {
-    const RunResult& r = *v.state.last;
-    out += ",\"stage\":";
-    append_json_string(out, r.stage);
-    if (s.details) {
-      out += ",\"message\":";
-      append_json_string(out, r.message);
-    }
-    out += ",\"duration_ms\":";
-    append_number(out, r.duration_s * 1000);
-    out += ",\"checked_at\":\"";
-    out += rfc3339(r.checked_at);
-    out += "\",\"age_ms\":";
-    out += std::to_string(std::chrono::duration_cast<Millis>(s.mono - r.checked_mono).count());
+    out += ",\"age_ms\":";
+    out += std::to_string(
+        std::chrono::duration_cast<Millis>(s.mono - v.state.last->checked_mono).count());
   } else {
-    out += ",\"stage\":null";
-    if (s.details) out += ",\"message\":null";
-    out += ",\"duration_ms\":null,\"checked_at\":null,\"age_ms\":null";
+    out += ",\"age_ms\":null";
   }
-  out += ",\"since\":\"";
-  out += rfc3339(v.state.since);
-  out += "\",\"consecutive_failures\":";
-  out += std::to_string(v.state.consecutive_failures);
-  out += ",\"consecutive_successes\":";
-  out += std::to_string(v.state.consecutive_successes);
+  out += json->tail;
   if (history) {
     if (v.state.history)
       append_history(out, s, *v.state.history, *history);
@@ -234,6 +217,44 @@ void append_probe(std::string& out, const Snapshot& s, const ProbeView& v,
 }
 
 }  // namespace
+
+ProbeJson render_probe_fields(const ProbeConfig& c, const ProbeState& s) {
+  ProbeJson j;
+  for (const bool details : {false, true}) {
+    std::string& out = j.head[details ? 1 : 0];
+    out += ",\"plugin\":";
+    append_json_string(out, c.plugin);
+    out += ",\"tier\":\"";
+    out += to_string(c.tier);
+    out += "\",\"gates_readiness\":";
+    out += c.gates_readiness ? "true" : "false";
+    if (s.last) {
+      const RunResult& r = *s.last;
+      out += ",\"stage\":";
+      append_json_string(out, r.stage);
+      if (details) {
+        out += ",\"message\":";
+        append_json_string(out, r.message);
+      }
+      out += ",\"duration_ms\":";
+      append_number(out, r.duration_s * 1000);
+      out += ",\"checked_at\":\"";
+      out += rfc3339(r.checked_at);
+      out += '"';
+    } else {
+      out += ",\"stage\":null";
+      if (details) out += ",\"message\":null";
+      out += ",\"duration_ms\":null,\"checked_at\":null";
+    }
+  }
+  j.tail += ",\"since\":\"";
+  j.tail += rfc3339(s.since);
+  j.tail += "\",\"consecutive_failures\":";
+  j.tail += std::to_string(s.consecutive_failures);
+  j.tail += ",\"consecutive_successes\":";
+  j.tail += std::to_string(s.consecutive_successes);
+  return j;
+}
 
 std::string render_health_json(const Snapshot& s, const std::string& version,
                                std::optional<std::size_t> history) {

@@ -79,6 +79,9 @@ class Health {
   std::size_t ready_cursor_ = 0;  // latch_ready(): where the last scan stopped
 };
 
+// The fields of a probe's /health object that only a recorded result changes (ProbeJson).
+ProbeJson render_probe_fields(const ProbeConfig& c, const ProbeState& s);
+
 // GET /health: HTTP status 200 (healthy, degraded) or 503 (starting, unhealthy).
 int health_http_status(const Snapshot& s);
 // With `history` set (?history=N), each probe also carries its newest N runs (`history`) and

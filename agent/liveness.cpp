@@ -245,6 +245,24 @@ void keep_alive(const ProbeConfig& probe, const LivenessConfig& l, const std::st
 
 void LivenessFiles::refresh(const std::string& state_dir, const std::vector<std::string>& probes) {
   std::lock_guard lock(mutex_);
+  // A rename into the folder moves its mtime, but only by the kernel's coarse clock: the folder
+  // counts as unchanged once its mtime is a second older than the scan that saw it.
+  struct stat dir {};
+  const long long now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                               std::chrono::system_clock::now().time_since_epoch())
+                               .count();
+  if (stat(state_dir.c_str(), &dir) == 0) {
+    const long long mtime = dir.st_mtim.tv_sec * 1'000'000'000LL + dir.st_mtim.tv_nsec;
+    const bool same = state_dir == dir_ && probes == probes_ && mtime == dir_mtime_ns_ &&
+                      mtime < scanned_ns_ - 1'000'000'000LL;
+    dir_ = state_dir;
+    probes_ = probes;
+    dir_mtime_ns_ = mtime;
+    if (same) return;
+  } else {
+    dir_mtime_ns_ = -1;
+  }
+  scanned_ns_ = now_ns;
   std::map<std::string, Seen> next;
   for (const auto& name : probes) {
     const std::string path = liveness_file(state_dir, name);

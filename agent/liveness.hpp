@@ -59,7 +59,8 @@ void keep_alive(const ProbeConfig& probe, const LivenessConfig& liveness,
 // The agent's view of the state files: re-read when one changed, never on a request.
 class LivenessFiles {
  public:
-  // Reads the files of these probes that changed since the last call; cheap (one stat each).
+  // Reads the files of these probes that changed since the last call: one stat of the folder if
+  // nothing was written there since (files are replaced by rename), else one stat a probe.
   void refresh(const std::string& state_dir, const std::vector<std::string>& probes);
   std::map<std::string, LivenessRecord> records() const;
 
@@ -71,6 +72,10 @@ class LivenessFiles {
   };
   mutable std::mutex mutex_;
   std::map<std::string, Seen> seen_;
+  std::string dir_;
+  std::vector<std::string> probes_;
+  long long dir_mtime_ns_ = -1;
+  long long scanned_ns_ = 0;  // wall clock of the last full scan
 };
 
 }  // namespace vitals

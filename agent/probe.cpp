@@ -1,5 +1,7 @@
 #include "probe.hpp"
 
+#include "health.hpp"
+
 #include "worker_wire.hpp"
 
 #include <spdlog/spdlog.h>
@@ -82,6 +84,7 @@ Probe::Probe(ProbeConfig config, std::shared_ptr<const Plugin> plugin, BoundOpti
   host_.log = &host_log;
   state_.since = std::chrono::system_clock::now();
   state_.history = std::make_shared<History>(config_.history);
+  state_.json = std::make_shared<const ProbeJson>(render_probe_fields(config_, state_));
 }
 
 Probe::~Probe() {
@@ -295,6 +298,7 @@ void Probe::record(const RunResult& r) {
     if (r.duration_s <= kDurationBuckets[i]) ++state_.buckets[i];
   state_.duration_sum += r.duration_s;
   state_.last = std::make_shared<const RunResult>(r);
+  state_.json = std::make_shared<const ProbeJson>(render_probe_fields(config_, state_));
   records_.fetch_add(1, std::memory_order_relaxed);
   state_.history->record(r.checked_at, r.status, r.duration_s, r.stage, r.message, before,
                          state_.effective);

@@ -47,6 +47,13 @@ struct RunResult {
 inline constexpr std::array<double, 12> kDurationBuckets = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                                                             0.1,   0.25,   0.5,   1,    2.5,   5};
 
+// A probe's /health fields that change only when it records a result, rendered then (health.cpp:
+// render_probe_fields), so answering /health copies them instead of formatting every probe.
+struct ProbeJson {
+  std::string head[2];  // ,"plugin":… through "checked_at" (or nulls); [1] with "message"
+  std::string tail;     // ,"since":… through "consecutive_successes"
+};
+
 struct ProbeState {
   Status effective = Status::Unknown;  // after thresholds
   // Shared, never changed: copying a state (a /health snapshot of every probe) copies no strings.
@@ -60,6 +67,7 @@ struct ProbeState {
   std::array<uint64_t, kDurationBuckets.size()> buckets{};  // cumulative counts per bound
   double duration_sum = 0;
   std::shared_ptr<History> history;  // shared by copies: a snapshot reads it without copying it
+  std::shared_ptr<const ProbeJson> json;  // of this state (set by the Probe)
 };
 
 // Kubernetes threshold semantics; the first result sets the state directly. Returns true if

@@ -17,17 +17,19 @@ namespace {
 // A runner idle this long exits (the pool keeps one). The runner idle the shortest is handed the
 // next run, so runners beyond what the probes need are the ones that stay idle.
 constexpr Millis kRunnerIdleExit{30'000};
-// A due run finding no idle runner starts one while fewer than this many exist. Past that the pool
-// grows by one runner each kQueueWait while runs wait and none has returned meanwhile (every
-// runner is stuck in a plugin). Fast probes are run one after another by a few runners; probes
-// that block get a runner each, at up to one more each kQueueWait. (Growing faster feeds on
+// Runs due together are handed to one runner, which takes them one after another (each hand-off is
+// a wake-up). When the run first in line has waited kQueueWait, one more runner is called: an idle
+// one, or, while fewer than kEagerRunners exist or no run has returned meanwhile (every runner is
+// stuck in a plugin), a new one; at most one each kQueueWait. Fast probes are so run by a few
+// runners with few wake-ups; probes that block get a runner each. (Growing faster feeds on
 // itself: on a loaded machine busy runners look stuck, and more runners contend for the lock.)
 constexpr int kEagerRunners = 4;
 constexpr std::chrono::microseconds kQueueWait{1000};
 // The scheduler thread's timer slack: runs due within this much of each other are started by one
 // wake-up. The schedule is kept on its grid (each next run is due an interval after the previous
 // one was due, not after it started), so the slack never accumulates.
-constexpr long kTimerSlackNs = 1'000'000;
+constexpr long kTimerSlackNs = 2'000'000;
+constexpr long kRunnerTimerSlackNs = 50'000;  // the kernel's default: plugins' waits keep theirs
 
 }  // namespace
 
@@ -60,10 +62,10 @@ struct Timer {
 };
 using TimerHeap = std::priority_queue<Timer, std::vector<Timer>, std::greater<>>;
 
-// A runner waiting for work: the scheduler hands it a run directly.
+// A runner waiting for work, until the scheduler calls it to take runs from the queue.
 struct IdleRunner {
   std::condition_variable cv;
-  std::shared_ptr<ScheduleSlot> job;
+  bool called = false;
 };
 
 struct Queued {
@@ -116,24 +118,28 @@ struct Scheduler::Core {
     s->started = now;
     s->deadline = s->probe->deadline_from(now);
     give_up.push({give_up_at(s->deadline), s, now});
+    ready.push_back({now, s});
+    if (ready.size() == 1) call_runner(self);  // later ones follow it
+  }
+
+  // One more runner for the queue: an idle one, or a new one if the pool may grow.
+  void call_runner(const std::shared_ptr<Core>& self) {
     if (!idle.empty()) {
       IdleRunner* r = idle.back();
       idle.pop_back();
-      r->job = s;
+      r->called = true;
       r->cv.notify_one();
-      return;
+    } else if (runners < kEagerRunners ||
+               std::chrono::steady_clock::now() - returned >= kQueueWait) {
+      spawn(self);
     }
-    ready.push_back({now, s});
-    if (runners < kEagerRunners) spawn(std::move(self));
   }
 
   // Runs waiting longer than kQueueWait: every runner is busy, maybe blocked in a plugin.
   void grow(SteadyTime now, const std::shared_ptr<Core>& self) {
-    if (ready.empty() || now - ready.front().since < kQueueWait || now - grown < kQueueWait ||
-        now - returned < kQueueWait)
-      return;
+    if (ready.empty() || now - ready.front().since < kQueueWait || now - grown < kQueueWait) return;
     grown = now;
-    spawn(self);
+    call_runner(self);
   }
 
   void spawn(std::shared_ptr<Core> self) {
@@ -294,31 +300,29 @@ void Scheduler::Core::loop(std::shared_ptr<Core> self) {
     if (!due.empty()) planned_wake = std::min(planned_wake, due.top().at);
     if (!give_up.empty()) planned_wake = std::min(planned_wake, give_up.top().at);
     if (!ready.empty())
-      planned_wake =
-          std::min(planned_wake, std::max({ready.front().since, grown, returned}) + kQueueWait);
+      planned_wake = std::min(planned_wake, std::max(ready.front().since, grown) + kQueueWait);
     wake.wait_until(lock, planned_wake);
     planned_wake = SteadyTime::min();  // awake: nobody needs to wake this thread
   }
 }
 
 void Scheduler::Core::runner(std::shared_ptr<Core> /*holds the core while this runs*/) {
+  prctl(PR_SET_TIMERSLACK, kRunnerTimerSlackNs);
   IdleRunner me;
   std::unique_lock lock(mutex);
   while (!stopping) {
-    std::shared_ptr<ScheduleSlot> s;
-    if (!ready.empty()) {
-      s = std::move(ready.front().slot);
-      ready.pop_front();
-    } else {
+    if (ready.empty()) {
+      me.called = false;
       idle.push_back(&me);
-      me.cv.wait_for(lock, kRunnerIdleExit, [&] { return me.job || stopping; });
-      if (!me.job) {
+      me.cv.wait_for(lock, kRunnerIdleExit, [&] { return me.called || stopping; });
+      if (!me.called) {
         std::erase(idle, &me);
         if (runners > 1) break;  // idle for long: the pool shrinks, keeping one
-        continue;
       }
-      s = std::move(me.job);  // the scheduler took this runner off `idle`
+      continue;  // called: the scheduler took this runner off `idle`
     }
+    const std::shared_ptr<ScheduleSlot> s = std::move(ready.front().slot);
+    ready.pop_front();
     run(s, lock);
   }
   --runners;

@@ -18,18 +18,15 @@ KIND=${KIND:-mixed}
 CPU_SECS=${CPU_SECS:-30}
 SLIP_SECS=${SLIP_SECS:-30}
 OUT=${OUT:-/tmp/vitals-bench/scale-$KIND}
-need curl python3
+need curl python3 cc
 build_vitals
 rm -rf "$OUT"
 mkdir -p "$OUT"
 DEP_PORT=$(free_port)
 AGENT_PORT=$(free_port)
 stop_pids_on_exit
-python3 -c '
-import socket, sys
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(1024)
-while True: s.accept()[0].close()' "$DEP_PORT" &
+cc -O2 -o "$OUT/accept_close" "$BENCH_DIR/accept_close.c"
+"$OUT/accept_close" "$DEP_PORT" &
 PIDS+=($!)
 {
   echo "listen: 127.0.0.1:$AGENT_PORT"
