@@ -16,7 +16,7 @@ namespace {
 
 // A runner idle this long exits (the pool keeps one). The runner idle the shortest is handed the
 // next run, so runners beyond what the probes need are the ones that stay idle.
-constexpr Millis kRunnerIdleExit{30'000};
+constexpr Millis kRunnerIdleExit{5'000};
 // Runs due together are handed to one runner, which takes them one after another (each hand-off is
 // a wake-up). When the run first in line has waited kQueueWait, one more runner is called: an idle
 // one, or, while fewer than kEagerRunners exist or no run has returned meanwhile (every runner is
@@ -255,8 +255,8 @@ void Scheduler::Core::loop(std::shared_ptr<Core> self) {
       give_up.pop();
       ScheduleSlot& s = *t.slot;
       if (s.busy && s.started == t.key && !s.timed_out && !s.finishing) {
-        s.timed_out = true;
-        timed_out.push_back(t.slot);
+        s.timed_out = true;                           // its late result is discarded
+        if (!s.retired) timed_out.push_back(t.slot);  // a removed probe is no longer reported
       }
     }
     // Due runs (a timer is stale if the slot was rescheduled or retired since).
