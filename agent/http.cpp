@@ -147,6 +147,16 @@ std::vector<std::string> Target::all(const std::string& key) const {
 
 bool parse_target(const std::string& uri, Target& out) {
   if (uri.empty() || uri[0] != '/') return false;
+  // The usual target ("/health", "/metrics") has nothing to decode: it is its own path.
+  const bool plain = uri.size() < 2 || uri[1] != '/';  // "//x" is an authority to Poco
+  if (plain && std::all_of(uri.begin(), uri.end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) || c == '/' || c == '-' || c == '_' ||
+               c == '.';
+      })) {
+    out.path = uri;
+    out.query.clear();
+    return true;
+  }
   try {
     Poco::URI u(uri);
     out.path = u.getPath();

@@ -1,6 +1,7 @@
 // The request-head parser and the bytes the agent answers with, without a socket.
 #include <sys/resource.h>
 
+#include <Poco/URI.h>
 #include <catch2/catch.hpp>
 
 #include <string>
@@ -134,4 +135,19 @@ TEST_CASE("the connection cap keeps a quarter of the fd limit, at least 256, for
   CHECK(connection_cap(1048576) == 786432);
   CHECK(connection_cap(RLIM_INFINITY) == 786432);  // as if 2^20
   CHECK(connection_cap(1) == 1);
+}
+
+TEST_CASE("plain request targets read as Poco reads them", "[http]") {
+  // parse_target() skips Poco::URI for targets with nothing to decode: the same path either way.
+  for (const std::string uri : {"/", "/health", "/health/", "/health/db", "/health/a.b-c_D9",
+                                "/metrics", "/x/../health", "/health.", "/events"}) {
+    Target t;
+    REQUIRE(parse_target(uri, t));
+    CHECK(t.path == Poco::URI(uri).getPath());
+    CHECK(t.query.empty());
+  }
+  Target t;
+  REQUIRE(parse_target("/health%2Fdb?history=2", t));
+  CHECK(t.path == "/health/db");
+  CHECK(t.all("history") == std::vector<std::string>{"2"});
 }
