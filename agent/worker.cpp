@@ -268,7 +268,9 @@ void Worker::reader(pid_t pid, int sock, int err, uint64_t generation) {
   pollfd fds[2] = {{sock, POLLIN, 0}, {err, POLLIN, 0}};
   auto read_stderr = [&](int timeout_ms) {
     char chunk[4096];
-    while (fds[1].fd >= 0 && poll(&fds[1], 1, timeout_ms) > 0) {
+    while (fds[1].fd >= 0) {
+      pollfd one{fds[1].fd, POLLIN, 0};  // not &fds[1]: GCC 12 + ASan misread it as an overflow
+      if (poll(&one, 1, timeout_ms) <= 0) break;
       const ssize_t n = ::read(err, chunk, sizeof chunk);
       if (n <= 0) {
         fds[1].fd = -1;
