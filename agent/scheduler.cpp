@@ -94,7 +94,7 @@ struct Scheduler::Core {
   SteadyTime planned_wake = SteadyTime::max();          // when the scheduler thread will look again
   SteadyTime grown{};                                   // when the pool last grew for waiting runs
   SteadyTime returned{};                                // when a run last returned from its plugin
-  int runners = 0, in_plugin = 0;
+  int runners = 0;
   bool running = false, stopping = false;
   std::thread thread;
 
@@ -237,9 +237,10 @@ void Scheduler::stop(Millis grace) {
   lock.unlock();
   c.thread.join();
   lock.lock();
-  // Runners finish the run they are in and exit; one hung in a plugin is left behind (it holds
-  // the core, so its return finds live memory).
-  c.runners_gone.wait_for(lock, grace, [&] { return c.runners == c.in_plugin; });
+  // Runners finish the run they are in and exit (a run in a worker process returns at once:
+  // SIGTERM killed the workers); one still in a plugin after `grace` is left behind (it holds
+  // the core, so its return finds live memory, and it records and logs nothing then).
+  c.runners_gone.wait_for(lock, grace, [&] { return c.runners == 0; });
 }
 
 void Scheduler::Core::loop(std::shared_ptr<Core> self) {
@@ -334,14 +335,14 @@ void Scheduler::Core::runner(std::shared_ptr<Core> /*holds the core while this r
 void Scheduler::Core::run(const std::shared_ptr<ScheduleSlot>& s,
                           std::unique_lock<std::mutex>& lock) {
   const SteadyTime deadline = s->deadline;  // set when the run was dispatched
-  ++in_plugin;
   lock.unlock();
   const RunResult result = s->probe->run_once(deadline);
   lock.lock();
-  --in_plugin;
   returned = std::chrono::steady_clock::now();
-  // After stop() nothing is recorded: the agent may be gone.
-  const bool accepted = !s->timed_out && !stopping;
+  // After stop() nothing is recorded or logged: the agent, and at exit the log's sinks, may be
+  // gone (a run left hung in a plugin returns whenever it does).
+  if (stopping) return;
+  const bool accepted = !s->timed_out;
   s->finishing = true;  // from here on the scheduler no longer times this run out
   lock.unlock();
   if (accepted) {
