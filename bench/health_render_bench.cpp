@@ -38,8 +38,8 @@ int main(int argc, char** argv) {
     r.status = Status::Pass;
     r.stage = "connect";
     r.message = "connected to 127.0.0.1:46675";
-    r.numbers.push_back({"connect", "Time to establish the TCP connection.", VITALS_UNIT_SECONDS,
-                         0.0001});
+    r.numbers.push_back(
+        {"connect", "Time to establish the TCP connection.", VITALS_UNIT_SECONDS, 0.0001});
     r.duration_s = 0.00012;
     r.checked_at = std::chrono::system_clock::now();
     r.checked_mono = std::chrono::steady_clock::now();
