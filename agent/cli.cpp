@@ -15,6 +15,7 @@
 
 #include "agent.hpp"
 #include "command_line.hpp"
+#include "listener.hpp"
 #include "notify.hpp"
 #include "options.hpp"
 #include "paths.hpp"
@@ -215,6 +216,10 @@ int cmd_describe(const CommandLine& cl) {
 }  // namespace
 
 }  // namespace vitals
+
+extern "C" void vitals_core_listener(int fd, const char* listen) {
+  vitals::adopt_listener(fd, listen);
+}
 
 extern "C" int vitals_core_main(int argc, char** argv) {
   using namespace vitals;

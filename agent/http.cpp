@@ -5,8 +5,6 @@
 #include <Poco/MemoryStream.h>
 #include <Poco/Net/HTTPRequest.h>
 #include <Poco/Net/HTTPResponse.h>
-#include <Poco/Net/NetException.h>
-#include <Poco/Net/SocketAddress.h>
 #include <Poco/NumberParser.h>
 #include <Poco/String.h>
 #include <Poco/StringTokenizer.h>
@@ -28,6 +26,7 @@
 #include <ctime>
 #include <system_error>
 
+#include "listener.hpp"
 #include "status_page.hpp"
 
 namespace vitals {
@@ -377,21 +376,9 @@ std::size_t connection_cap(std::uint64_t fd_limit) {
 
 HttpServer::HttpServer(const std::string& listen, HttpBackend backend)
     : backend_(std::move(backend)) {
-  // SO_REUSEADDR (a restart binds while old connections linger), never SO_REUSEPORT: with it a
-  // second agent would bind the same port and the kernel would share the requests between them.
-  try {
-    socket_.bind(Poco::Net::SocketAddress(listen), true, false);
-  } catch (const Poco::Net::DNSException& e) {
-    throw std::runtime_error(e.displayText());
-  } catch (const Poco::Exception& e) {
-    // The errno of the failed call, "address already in use", not "Net Exception: Address ...".
-    if (e.code() <= 0) throw std::runtime_error(e.displayText());
-    std::string why = std::strerror(e.code());
-    why[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(why[0])));
-    throw std::runtime_error(why);
-  }
-  socket_.listen(1024);
-  socket_.setBlocking(false);
+  listener_ = take_adopted_listener(listen);
+  std::string why;
+  if (listener_ < 0 && (listener_ = open_listener(listen, why)) < 0) throw std::runtime_error(why);
   rlimit nofile{};
   getrlimit(RLIMIT_NOFILE, &nofile);
   max_connections_ = connection_cap(nofile.rlim_cur);
@@ -401,7 +388,7 @@ HttpServer::HttpServer(const std::string& listen, HttpBackend backend)
   epoll_event ev{};
   ev.events = EPOLLIN;
   ev.data.ptr = &listen_tag;
-  epoll_ctl(epoll_, EPOLL_CTL_ADD, socket_.impl()->sockfd(), &ev);
+  epoll_ctl(epoll_, EPOLL_CTL_ADD, listener_, &ev);
   ev.data.ptr = &wake_tag;
   epoll_ctl(epoll_, EPOLL_CTL_ADD, wake_, &ev);
 }
@@ -411,6 +398,7 @@ HttpServer::~HttpServer() {
   for (auto& [fd, c] : connections_) ::close(fd);
   if (epoll_ >= 0) ::close(epoll_);
   if (wake_ >= 0) ::close(wake_);
+  if (listener_ >= 0) ::close(listener_);
 }
 
 void HttpServer::start() {
@@ -467,13 +455,12 @@ void HttpServer::loop() {
 
 void HttpServer::accept_all(Clock::time_point now) {
   for (int i = 0; i < 64; ++i) {
-    const int fd =
-        ::accept4(socket_.impl()->sockfd(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    const int fd = ::accept4(listener_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
         // Out of fds: stop polling the listener for a moment instead of spinning on it.
         spdlog::warn("http: unable to accept a connection: {}", std::strerror(errno));
-        epoll_ctl(epoll_, EPOLL_CTL_DEL, socket_.impl()->sockfd(), nullptr);
+        epoll_ctl(epoll_, EPOLL_CTL_DEL, listener_, nullptr);
         accepting_ = false;
         resume_accept_ = now + 100ms;
       }
@@ -635,7 +622,7 @@ void HttpServer::sweep(Clock::time_point now) {
     epoll_event ev{};
     ev.events = EPOLLIN;
     ev.data.ptr = &listen_tag;
-    epoll_ctl(epoll_, EPOLL_CTL_ADD, socket_.impl()->sockfd(), &ev);
+    epoll_ctl(epoll_, EPOLL_CTL_ADD, listener_, &ev);
     accepting_ = true;
   }
 }

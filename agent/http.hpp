@@ -5,8 +5,6 @@
 // streams (Server-Sent Events) live in the same loop, fed on its 250 ms tick.
 #pragma once
 
-#include <Poco/Net/ServerSocket.h>
-
 #include <atomic>
 #include <chrono>
 #include <functional>
@@ -104,7 +102,8 @@ constexpr std::size_t kMaxEventStreams = 64;
 
 class HttpServer {
  public:
-  HttpServer(const std::string& listen, HttpBackend backend);  // binds; throws on failure
+  // Listens (the socket the front end opened for `listen`, else its own); throws on failure.
+  HttpServer(const std::string& listen, HttpBackend backend);
   ~HttpServer();
   void start();
   void stop();
@@ -125,7 +124,7 @@ class HttpServer {
   void publish(Clock::time_point now);
 
   HttpBackend backend_;
-  Poco::Net::ServerSocket socket_;
+  int listener_ = -1;
   int epoll_ = -1;
   int wake_ = -1;  // eventfd: stop() writes it to end the loop
   std::atomic<bool> stopping_{false};

@@ -9,6 +9,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "listener.hpp"
+
 namespace vitals {
 
 std::optional<int> resolve_notify_fd(std::optional<int> flag, std::optional<int> config,
@@ -28,7 +30,9 @@ std::optional<int> resolve_notify_fd(std::optional<int> flag, std::optional<int>
 
 std::string notify_fd_problem(int fd) {
   const std::string name = "notification-fd " + std::to_string(fd);
-  const int flags = fcntl(fd, F_GETFL);
+  // The listening socket `vitals run` opened before the core loaded took the lowest free number:
+  // if that is this one, it was not open either.
+  const int flags = fd == adopted_listener_fd() ? (errno = EBADF, -1) : fcntl(fd, F_GETFL);
   if (flags < 0) return name + " is not open: " + std::strerror(errno);
   if ((flags & O_ACCMODE) == O_RDONLY) return name + " is open read-only";
   return "";

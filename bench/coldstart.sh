@@ -48,12 +48,15 @@ export START_INTERVALS='{"postgresql": 250, "ollama": 25, "mcp": 250}'
 python3 "$BENCH_DIR/coldstart.py" | tee "$OUT/table.md"
 
 # The same work counted in instructions (valgrind's callgrind, user space only): unlike the times,
-# this does not move with the machine's load. To the listen(): `vitals run` with the listen address
-# taken (PostgreSQL's port), so it stops at its bind.
+# this does not move with the machine's load. To the listen(): the front end until it loads
+# libvitals-core.so (callgrind's first dump, taken before the first dlopen).
 if command -v valgrind >/dev/null; then
   instr() { { valgrind --tool=callgrind --callgrind-out-file=/dev/null "$@" 2>&1 >/dev/null || true; } |
     sed -n 's/.*Collected : \([0-9]*\).*/\1/p'; }
-  to_listen=$(VITALS_LISTEN=127.0.0.1:$PG_PORT instr "$VITALS" run -c "$CONFIG")
+  rm -f "$OUT"/listen.cg*
+  timeout 60 valgrind --tool=callgrind --callgrind-out-file="$OUT/listen.cg" --dump-before='dlopen*' \
+    "$VITALS" run -c "$CONFIG" --notify-fd 999 >/dev/null 2>&1 || true  # exits: fd 999 not open
+  to_listen=$(sed -n 's/^summary: //p' "$OUT/listen.cg.1")
   core=$(instr "$VITALS" version)
   prepared=$(instr "$VITALS" validate -c "$CONFIG")
   floor=$(instr /bin/true)
@@ -61,13 +64,34 @@ if command -v valgrind >/dev/null; then
 import sys
 listen, core, prepared, floor = (int(x) / 1e6 for x in sys.argv[1:5])
 print(f"\nWork (callgrind, user-space instructions; independent of the load): to the listen() "
-      f"**{listen:.1f} M**, of which {core:.1f} M are `vitals version` alone (starting the front end "
-      f"and loading libvitals-core.so with Poco, yaml-cpp, spdlog); `vitals validate` (parse, load "
-      f"every plugin of the folder, create the probes: what comes before the first runs) "
-      f"{prepared:.1f} M; /bin/true {floor:.2f} M.")
+      f"**{listen:.2f} M** (the front end: command line, `listen:` of the config, socket; then it "
+      f"loads the agent library and hands the socket over); `vitals version` {core:.1f} M (the "
+      f"front end and loading libvitals-core.so with Poco, yaml-cpp, spdlog); `vitals validate` "
+      f"(parse, load every plugin of the folder, create the probes: what comes before the first "
+      f"runs) {prepared:.1f} M; /bin/true {floor:.2f} M.")
 PY
   tail -n 2 "$OUT/table.md"
 fi
+
+# Where the time to the first runs goes: dlopen() of the agent library, then of each plugin, timed
+# in a fresh process (Python's ctypes, RTLD_NOW as the agent loads plugins); medians of 5.
+python3 - "$VITALS_BUILD/lib/vitals" >>"$OUT/table.md" <<'PY'
+import os, statistics, subprocess, sys
+lib = sys.argv[1]
+objs = [f"{lib}/libvitals-core.so"] + sorted(
+    f"{lib}/plugins/{f}" for f in os.listdir(f"{lib}/plugins") if f.endswith(".so"))
+code = ("import ctypes, os, sys, time\n"
+        "for p in sys.argv[1:]:\n"
+        "    t = time.monotonic(); ctypes.CDLL(p, mode=os.RTLD_NOW | os.RTLD_LOCAL)\n"
+        "    print((time.monotonic() - t) * 1000)\n")
+runs = [list(map(float, subprocess.run([sys.executable, "-c", code, *objs], check=True,
+                                       capture_output=True, text=True).stdout.split()))
+        for _ in range(5)]
+cells = [f"{os.path.basename(o)} {statistics.median(r[i] for r in runs):.1f} ms"
+         for i, o in enumerate(objs)]
+print("\nLoading, in that order (dlopen in a fresh process, medians of 5): " + ", ".join(cells) + ".")
+PY
+tail -n 1 "$OUT/table.md"
 
 {
   echo "## 10. Cold start (\`bench/coldstart.sh\`)"

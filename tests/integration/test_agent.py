@@ -507,6 +507,17 @@ class Readiness(VitalsTestCase):
         self.assertEqual(p.returncode, 111)
         self.assertIn("notification-fd 57 is not open", p.stderr)
 
+    def test_closed_notify_fd_with_the_lowest_free_number_exits_111(self):
+        # The front end opens the listening socket before the agent library loads; it takes the
+        # lowest free fd, 3 here, which must not pass for the notification fd.
+        cfg = self.tmp.file("v.yaml", f"listen: 127.0.0.1:{free_port()}\nprobes: {{}}\n")
+        try:
+            p = run_vitals("run", "-c", cfg, "--notify-fd", "3", timeout=10)
+        except subprocess.TimeoutExpired:
+            self.fail("the agent took its own listening socket for notification-fd 3")
+        self.assertEqual(p.returncode, 111, p.stderr)
+        self.assertIn("notification-fd 3 is not open", p.stderr)
+
     def test_read_only_notify_fd_exits_111(self):
         cfg = self.tmp.file("v.yaml", "probes: {}\n")
         with open(os.devnull) as ro:
@@ -609,6 +620,26 @@ probes:
         with open(log_path) as f:
             self.assertIn("probes.stuck: create() of plugin fake-create-blocks did not return "
                           "within 3s", f.read())
+
+    @unittest.skipUnless(shutil.which("strace"), "needs strace")
+    def test_listens_before_the_agent_library_loads(self):
+        # `vitals run` opens its socket in the front end, then loads libvitals-core.so (Poco,
+        # spdlog: most of a cold start) and hands the socket over: one listen() in all.
+        port = free_port()
+        cfg = self.tmp.file("v.yaml", f"listen: 127.0.0.1:{port}\nprobes: {{}}\n")
+        trace = self.tmp.file("strace.log", "")
+        proc = self.spawn(["strace", "-f", "-o", trace, "-e", "trace=listen,openat", VITALS, "run",
+                           "-c", cfg], stderr=subprocess.DEVNULL)
+        wait_port(port, timeout=30)
+        status, _, _ = http_get(f"http://127.0.0.1:{port}/livez", timeout=15)
+        self.assertEqual(status, 200)
+        with open(trace) as f:
+            calls = [line for line in f if "listen(" in line or "libvitals-core.so" in line]
+        os.kill(int(calls[0].split()[0]), signal.SIGTERM)  # strace -f: "PID call(...)"
+        self.assertEqual(proc.wait(15), 0)
+        self.assertEqual(len(calls), 2, calls)
+        self.assertIn("listen(", calls[0])
+        self.assertIn("libvitals-core.so", calls[1])
 
     def test_sigterm_stops_an_agent_stuck_in_create(self):
         cfg = self.tmp.file("v.yaml", f"""plugin_dir: {FAKES}
