@@ -17,30 +17,16 @@ build_vitals
 rm -rf "$OUT"
 mkdir -p "$OUT"
 chmod 755 "$OUT"
-PG_PORT=$(free_port)
-OLLAMA_PORT=$(free_port)
-MCP_PORT=$(free_port)
 AGENT_PORT=$(free_port)
 on_exit() { stop_pg "$OUT/pg"; }
 stop_pids_on_exit
-
-start_pg "$OUT/pg" "$PG_PORT"
-python3 "$REPO/tests/fakes/ollama/fake_ollama.py" --port "$OLLAMA_PORT" --scenario loaded >"$OUT/ollama.log" 2>&1 &
-PIDS+=($!)
-MCP_FIXTURES=$REPO/tests/fixtures/mcp
-MCP="the MCP server of tests/fixtures/mcp"
-if command -v node >/dev/null && [ -d "$MCP_FIXTURES/node_modules" ]; then
-  (cd "$MCP_FIXTURES" && PORT=$MCP_PORT exec node server.mjs) >"$OUT/mcp.log" 2>&1 </dev/null &
-  PIDS+=($!)
-  for _ in $(seq 300); do curl -s -o /dev/null "http://127.0.0.1:$MCP_PORT/" && break; sleep 0.1; done
-else
-  MCP="nothing (no node or no npm ci in tests/fixtures/mcp): the mcp probe fails fast"
-fi
-wait_http "http://127.0.0.1:$OLLAMA_PORT/api/version"
+start_mission_deps "$OUT"
+MCP_TEXT="the MCP server of tests/fixtures/mcp"
+[ "$MCP" = 1 ] || MCP_TEXT="nothing (no node or no npm ci in tests/fixtures/mcp): the mcp probe fails fast"
 
 export VITALS CONFIG="$REPO/config/container.yaml" AGENT_PORT OUT RUNS
 export VITALS_LISTEN="127.0.0.1:$AGENT_PORT" COCOSEARCH_PG_PORT=$PG_PORT COCOSEARCH_PG_DB=postgres \
-  COCOSEARCH_PG_USER=postgres COCOSEARCH_PG_PASSWORD_FILE= COCOSEARCH_OLLAMA_PORT=$OLLAMA_PORT \
+  COCOSEARCH_PG_USER=postgres COCOSEARCH_PG_PASSWORD_FILE='' COCOSEARCH_OLLAMA_PORT=$OLLAMA_PORT \
   COCOSEARCH_MCP_PORT=$MCP_PORT VITALS_START_PERIOD=180s
 # The probes' start_interval in config/container.yaml (default min(250ms, interval)).
 export START_INTERVALS='{"postgresql": 250, "ollama": 25, "mcp": 250}'
@@ -98,7 +84,7 @@ tail -n 1 "$OUT/table.md"
   echo
   echo "Run $DATE_START on $(machine_line); load average at start $LOAD_START, at end $(cut -d' ' -f1-3 /proc/loadavg)."
   echo "Command: \`bench/coldstart.sh\` (RUNS=$RUNS): \`vitals run -c config/container.yaml\` started $RUNS times"
-  echo "against a real PostgreSQL 15 (trust, no password), the fake Ollama (model loaded) and $MCP."
+  echo "against a real PostgreSQL 15 (trust, no password), the fake Ollama (model loaded) and $MCP_TEXT."
   echo "Listening: a connect() every 0.2 ms from just before the exec (Python's \`Popen\`, so the"
   echo "spawn itself is included; the /bin/true row is that cost alone). First result: the oldest"
   echo "\`/health?history=120\` entry's \`at\` (the run's end, 1 ms resolution) minus the wall time before"

@@ -17,23 +17,10 @@ build_vitals
 rm -rf "$OUT"
 mkdir -p "$OUT"
 chmod 755 "$OUT"
-PG_PORT=$(free_port)
-OLLAMA_PORT=$(free_port)
-MCP_PORT=$(free_port)
 AGENT_PORT=$(free_port)
 on_exit() { stop_pg "$OUT/pg"; }
 stop_pids_on_exit
-
-start_pg "$OUT/pg" "$PG_PORT"
-python3 "$REPO/tests/fakes/ollama/fake_ollama.py" --port "$OLLAMA_PORT" --scenario loaded >"$OUT/ollama.log" 2>&1 &
-PIDS+=($!)
-MCP_FIXTURES=$REPO/tests/fixtures/mcp
-MCP=0
-if command -v node >/dev/null && [ -d "$MCP_FIXTURES/node_modules" ]; then
-  (cd "$MCP_FIXTURES" && PORT=$MCP_PORT exec node server.mjs) >"$OUT/mcp.log" 2>&1 </dev/null &
-  PIDS+=($!)
-  MCP=1
-fi
+start_mission_deps "$OUT"
 cat >"$OUT/vitals.yaml" <<YAML
 listen: 127.0.0.1:$AGENT_PORT
 probes:
@@ -51,8 +38,6 @@ if [ "$MCP" = 1 ]; then
     options: {url: "http://127.0.0.1:$MCP_PORT/mcp"}
 YAML
 fi
-wait_http "http://127.0.0.1:$OLLAMA_PORT/api/version"
-[ "$MCP" = 1 ] && for _ in $(seq 300); do curl -s -o /dev/null "http://127.0.0.1:$MCP_PORT/" && break; sleep 0.1; done
 "$VITALS" run -c "$OUT/vitals.yaml" >"$OUT/agent.log" 2>&1 &
 PIDS+=($!)
 AGENT=$!

@@ -97,6 +97,30 @@ stop_pg() {   # DIR
   return 0
 }
 
+# The all-in-one container's three services on free ports, for a config like config/container.yaml:
+# a real PostgreSQL 15 (trust) in DIR/pg, the fake Ollama (tests/fakes/ollama, model loaded) and the
+# MCP server of tests/fixtures/mcp (the official TypeScript SDK), if node and its `npm ci` are there.
+# Sets PG_PORT, OLLAMA_PORT, MCP_PORT and MCP (1, or 0: nothing listens on MCP_PORT); returns once
+# they answer. The caller stops PostgreSQL: on_exit() { stop_pg DIR/pg; }.
+start_mission_deps() {   # DIR
+  local dir=$1 fixtures=$REPO/tests/fixtures/mcp
+  PG_PORT=$(free_port)
+  OLLAMA_PORT=$(free_port)
+  MCP_PORT=$(free_port)
+  start_pg "$dir/pg" "$PG_PORT"
+  python3 "$REPO/tests/fakes/ollama/fake_ollama.py" --port "$OLLAMA_PORT" --scenario loaded \
+    >"$dir/ollama.log" 2>&1 &
+  PIDS+=($!)
+  MCP=0
+  if command -v node >/dev/null && [ -d "$fixtures/node_modules" ]; then
+    (cd "$fixtures" && PORT=$MCP_PORT exec node server.mjs) >"$dir/mcp.log" 2>&1 </dev/null &
+    PIDS+=($!)
+    MCP=1
+    for _ in $(seq 300); do curl -s -o /dev/null "http://127.0.0.1:$MCP_PORT/" && break; sleep 0.1; done
+  fi
+  wait_http "http://127.0.0.1:$OLLAMA_PORT/api/version"
+}
+
 machine_line() {
   echo "$(nproc) vCPU $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), $(uname -sr), $(sed -n "s/^PRETTY_NAME=//p" /etc/os-release | tr -d \")"
 }
