@@ -254,7 +254,8 @@ class Agent {
     }
     notifier_ = std::make_unique<ReadinessNotifier>(fd);
 
-    // Listening first: loading the plugins and creating the probes is most of a start
+    // Listening first (`vitals run` opened the socket before it loaded this library; the server
+    // takes it over): loading the plugins and creating the probes is the rest of a start
     // (bench/coldstart.sh). Connections wait in the backlog meanwhile; they are served from
     // http->start() on, once the probes are in.
     std::unique_ptr<HttpServer> http;
