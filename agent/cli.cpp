@@ -38,11 +38,6 @@ void print_errors(const std::vector<std::string>& errors) {
   for (const auto& e : errors) std::fprintf(stderr, "%s\n", e.c_str());
 }
 
-// The config a subcommand uses: -c FILE, else the installed one.
-std::string config_path(const CommandLine& cl) {
-  return cl.config.empty() ? default_config_path() : cl.config;
-}
-
 int cmd_run(const CommandLine& cl) {
   // One connection costs one fd: take the whole hard limit, so a burst of clients is served
   // (1024, a common soft limit, is not enough for the 1024 connection threads).
@@ -51,16 +46,13 @@ int cmd_run(const CommandLine& cl) {
     nofile.rlim_cur = nofile.rlim_max;
     setrlimit(RLIMIT_NOFILE, &nofile);
   }
-  // Termination signals are taken by sigwait in the main thread; block them before any thread.
-  sigset_t set;
-  sigemptyset(&set);
-  for (int s : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&set, s);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
-  return run_agent(config_path(cl), cl.notify_fd);
+  // SIGTERM, SIGINT and SIGHUP are blocked (the front end did it before it listened) and taken
+  // by sigwait in the main thread.
+  return run_agent(cl.config_file(), cl.notify_fd);
 }
 
 int cmd_validate(const CommandLine& cl) {
-  const std::string path = config_path(cl);
+  const std::string path = cl.config_file();
   std::vector<std::string> errors;
   spdlog::set_level(spdlog::level::err);
   auto prepared = prepare(path, {}, errors);
@@ -90,7 +82,7 @@ std::string json_number_unit(uint32_t unit) {
 int cmd_once(const CommandLine& cl) {
   const std::string& name = cl.probe;
   std::vector<std::string> errors;
-  auto prepared = prepare(config_path(cl), {}, errors, name);
+  auto prepared = prepare(cl.config_file(), {}, errors, name);
   if (!prepared) {
     print_errors(errors);
     return kPermanent;
@@ -217,8 +209,8 @@ int cmd_describe(const CommandLine& cl) {
 
 }  // namespace vitals
 
-extern "C" void vitals_core_listener(int fd, const char* listen) {
-  vitals::adopt_listener(fd, listen);
+extern "C" void vitals_core_listener(const char* listen, int fd, const char* error) {
+  vitals::adopt_listener(listen, {fd, error});
 }
 
 extern "C" int vitals_core_main(int argc, char** argv) {

@@ -8,6 +8,8 @@
 #include <iterator>
 #include <sstream>
 
+#include "paths.hpp"
+
 namespace vitals {
 
 namespace {
@@ -68,6 +70,10 @@ std::string usage_message(const CLI::ParseError& e, int argc, char** argv) {
 }
 
 }  // namespace
+
+std::string CommandLine::config_file() const {
+  return config.empty() ? default_config_path() : config;
+}
 
 CommandLine parse_command_line(int argc, char** argv) {
   CommandLine cl;

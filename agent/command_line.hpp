@@ -24,6 +24,9 @@ struct CommandLine {
   std::string plugin;                    // describe PLUGIN
   std::vector<char*> prog;               // notify: PROG ARGS... after "--"
 
+  // The config file: -c FILE, else the installed one.
+  std::string config_file() const;
+
   // Set when parsing already did the whole job: help was printed (0), or a usage error was
   // reported in one line (100; `check` and `status`: 1, on stdout as all their output).
   std::optional<int> exit;

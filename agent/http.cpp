@@ -404,15 +404,25 @@ std::size_t connection_cap(std::uint64_t fd_limit) {
 
 HttpServer::HttpServer(const std::string& listen, HttpBackend backend)
     : backend_(std::move(backend)) {
-  listener_ = take_adopted_listener(listen);
-  std::string why;
-  if (listener_ < 0 && (listener_ = open_listener(listen, why)) < 0) throw std::runtime_error(why);
+  AdoptedListener opened;
+  if (auto adopted = take_adopted_listener(listen)) {
+    opened = std::move(*adopted);
+  } else {
+    opened.fd = open_listener(listen, opened.error);
+  }
+  if (opened.fd < 0) throw std::runtime_error(opened.error);
+  listener_ = opened.fd;
   rlimit nofile{};
   getrlimit(RLIMIT_NOFILE, &nofile);
   max_connections_ = connection_cap(nofile.rlim_cur);
   epoll_ = epoll_create1(EPOLL_CLOEXEC);
   wake_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (epoll_ < 0 || wake_ < 0) throw std::system_error(errno, std::generic_category(), "epoll");
+  if (epoll_ < 0 || wake_ < 0) {
+    const int err = errno;
+    for (int fd : {epoll_, wake_, listener_})
+      if (fd >= 0) ::close(fd);
+    throw std::system_error(err, std::generic_category(), "epoll");
+  }
   epoll_event ev{};
   ev.events = EPOLLIN;
   ev.data.ptr = &listen_tag;
@@ -576,7 +586,12 @@ void HttpServer::serve(Connection& c, Clock::time_point now) {
         break;
       }
       bool close = false;
-      c.out += respond(head, backend_, close);
+      std::string answer = respond(head, backend_, close);
+      if (c.out.empty()) {
+        c.out = std::move(answer);  // a 600 KB /health is not copied once more
+      } else {
+        c.out += answer;  // pipelined
+      }
       c.closing = close;
       pos += used;
     }

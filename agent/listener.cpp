@@ -16,8 +16,8 @@ namespace vitals {
 namespace {
 
 std::mutex g_mutex;
-int g_adopted_fd = -1;
-std::string g_adopted_listen;
+std::string g_adopted_for;
+std::optional<AdoptedListener> g_adopted;
 
 // strerror() in the lower case of the rest of a message: "address already in use".
 std::string reason(int err) {
@@ -41,7 +41,8 @@ int open_listener(const std::string& listen, std::string& error) {
   hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
   addrinfo* found = nullptr;
   if (const int rc = getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &found)) {
-    error = "unable to resolve " + host + ": " + gai_strerror(rc);
+    error = gai_strerror(rc);
+    error[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(error[0])));
     return -1;
   }
   const addrinfo* a = found;
@@ -63,27 +64,27 @@ int open_listener(const std::string& listen, std::string& error) {
   return fd;
 }
 
-void adopt_listener(int fd, const std::string& listen) {
+void adopt_listener(const std::string& listen, AdoptedListener adopted) {
   std::lock_guard lock(g_mutex);
-  if (g_adopted_fd >= 0) close(g_adopted_fd);
-  g_adopted_fd = fd;
-  g_adopted_listen = listen;
+  if (g_adopted && g_adopted->fd >= 0) close(g_adopted->fd);
+  g_adopted_for = listen;
+  g_adopted = std::move(adopted);
 }
 
-int take_adopted_listener(const std::string& listen) {
+std::optional<AdoptedListener> take_adopted_listener(const std::string& listen) {
   std::lock_guard lock(g_mutex);
-  const int fd = g_adopted_fd;
-  g_adopted_fd = -1;
-  if (fd >= 0 && g_adopted_listen != listen) {
-    close(fd);
-    return -1;
+  std::optional<AdoptedListener> taken;
+  taken.swap(g_adopted);
+  if (taken && g_adopted_for != listen) {
+    if (taken->fd >= 0) close(taken->fd);
+    taken.reset();
   }
-  return fd;
+  return taken;
 }
 
 int adopted_listener_fd() {
   std::lock_guard lock(g_mutex);
-  return g_adopted_fd;
+  return g_adopted ? g_adopted->fd : -1;
 }
 
 }  // namespace vitals

@@ -4,6 +4,7 @@
 // probes are in (bench/coldstart.sh). Without Poco: the front end links libc only.
 #pragma once
 
+#include <optional>
 #include <string>
 
 namespace vitals {
@@ -11,15 +12,21 @@ namespace vitals {
 // A listening TCP socket on "host:port" (a numeric address, or a name: its first IPv4 address,
 // else its first one): SO_REUSEADDR (a restart binds while old connections linger), never
 // SO_REUSEPORT (a second agent would share the port), backlog 1024, non-blocking, close-on-exec.
-// Returns the fd, or -1 with `error` set to the reason alone ("address already in use").
+// Returns the fd, or -1 with `error` set to the reason alone ("address already in use",
+// "name or service not known").
 int open_listener(const std::string& listen, std::string& error);
 
-// The front end hands the socket it opened for `listen` to the core (vitals_core_listener in
-// cli.cpp); the core's HttpServer takes it if its config still says the same address.
-void adopt_listener(int fd, const std::string& listen);
-// The adopted socket if it was opened for `listen` (it is then the caller's), else -1 (an
-// adopted socket for another address is closed).
-int take_adopted_listener(const std::string& listen);
+// What the front end did for `listen`: the socket it opened, or why it could not (fd -1). The
+// core's HttpServer takes it if its config still says the same address; a failure is then
+// reported as the agent's own, without trying again.
+struct AdoptedListener {
+  int fd = -1;
+  std::string error;
+};
+void adopt_listener(const std::string& listen, AdoptedListener adopted);
+// What was adopted for `listen`, once (the socket is then the caller's); nothing if nothing was
+// or it was for another address (that socket is closed).
+std::optional<AdoptedListener> take_adopted_listener(const std::string& listen);
 // The fd of the adopted socket not yet taken, else -1: a notification fd of that number was not
 // open when the process started (the socket took the free number).
 int adopted_listener_fd();

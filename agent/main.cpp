@@ -2,7 +2,8 @@
 // started by the agent) are answered right here without Poco; every other subcommand loads the
 // agent library (Poco, yaml-cpp, spdlog) and runs it. `run` opens its listening socket first.
 #include <dlfcn.h>
-#include <unistd.h>
+#include <signal.h>
+#include <sys/stat.h>
 
 #include <cstdio>
 #include <cstring>
@@ -20,11 +21,13 @@ namespace {
 
 // `vitals run`: the socket for the config's `listen:`, opened before the core loads (most of a
 // cold start), so clients connect at once and wait in the backlog until the agent serves. The
-// command line is parsed by the same code as in the core: help or a usage error ends here. Any
-// other problem (an unreadable config, an address in use) is left to the core to report.
+// command line is parsed by the same code as in the core: help or a usage error ends here. A
+// config that is not a regular file (a pipe, /dev/stdin) is left for the core to read, as is one
+// whose `listen:` does not parse: the agent reports it.
 struct EarlyListener {
+  std::optional<std::string> listen;
   int fd = -1;
-  std::string listen;
+  std::string error;
   std::optional<int> exit;
 };
 
@@ -32,11 +35,19 @@ EarlyListener open_early_listener(int argc, char** argv) {
   EarlyListener out;
   const vitals::CommandLine cl = vitals::parse_command_line(argc, argv);
   if ((out.exit = cl.exit)) return out;
-  const auto found =
-      vitals::load_listen(cl.config.empty() ? vitals::default_config_path() : cl.config);
-  std::string ignored;
-  if (found.listen) out.fd = vitals::open_listener(out.listen = *found.listen, ignored);
+  const std::string file = cl.config_file();
+  struct stat st {};
+  if (stat(file.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return out;
+  if ((out.listen = vitals::load_listen(file).listen))
+    out.fd = vitals::open_listener(*out.listen, out.error);
   return out;
+}
+
+template <typename Fn>
+Fn* symbol(void* lib, const char* name, const std::string& path) {
+  auto* fn = reinterpret_cast<Fn*>(dlsym(lib, name));
+  if (!fn) std::fprintf(stderr, "vitals: fatal: %s has no %s\n", path.c_str(), name);
+  return fn;
 }
 
 }  // namespace
@@ -46,6 +57,12 @@ int main(int argc, char** argv) {
   if (argc > 1 && std::strcmp(argv[1], "worker") == 0) return vitals::run_worker(argc, argv);
   EarlyListener early;
   if (argc > 1 && std::strcmp(argv[1], "run") == 0) {
+    // The agent takes SIGTERM, SIGINT and SIGHUP with sigwait(); blocked before the port accepts,
+    // so one sent as soon as it does is handled (a reload, a clean stop), not fatal.
+    sigset_t set;
+    sigemptyset(&set);
+    for (int s : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&set, s);
+    pthread_sigmask(SIG_BLOCK, &set, nullptr);
     early = open_early_listener(argc, argv);
     if (early.exit) return *early.exit;
   }
@@ -55,13 +72,9 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "vitals: fatal: unable to load %s: %s\n", lib.c_str(), dlerror());
     return 111;
   }
-  auto entry = reinterpret_cast<int (*)(int, char**)>(dlsym(core, "vitals_core_main"));
-  auto listener = reinterpret_cast<void (*)(int, const char*)>(dlsym(core, "vitals_core_listener"));
-  if (!entry || !listener) {
-    std::fprintf(stderr, "vitals: fatal: %s has no vitals_core_main or vitals_core_listener\n",
-                 lib.c_str());
-    return 111;
-  }
-  if (early.fd >= 0) listener(early.fd, early.listen.c_str());
+  auto* entry = symbol<int(int, char**)>(core, "vitals_core_main", lib);
+  auto* listener = symbol<void(const char*, int, const char*)>(core, "vitals_core_listener", lib);
+  if (!entry || !listener) return 111;
+  if (early.listen) listener(early.listen->c_str(), early.fd, early.error.c_str());
   return entry(argc, argv);
 }

@@ -32,7 +32,8 @@ std::string notify_fd_problem(int fd) {
   const std::string name = "notification-fd " + std::to_string(fd);
   // The listening socket `vitals run` opened before the core loaded took the lowest free number:
   // if that is this one, it was not open either.
-  const int flags = fd == adopted_listener_fd() ? (errno = EBADF, -1) : fcntl(fd, F_GETFL);
+  if (fd == adopted_listener_fd()) return name + " is not open: " + std::strerror(EBADF);
+  const int flags = fcntl(fd, F_GETFL);
   if (flags < 0) return name + " is not open: " + std::strerror(errno);
   if ((flags & O_ACCMODE) == O_RDONLY) return name + " is open read-only";
   return "";

@@ -465,6 +465,61 @@ class Signals(VitalsTestCase):
         self.assertIn(f"unable to listen on 127.0.0.1:{agent.port}: address already in use", p.stderr)
         self.assertIsNone(agent.proc.poll())
 
+    def test_listens_before_the_agent_library_loads(self):
+        if not shutil.which("strace") or subprocess.run(["strace", "-o", os.devnull, "true"]).returncode:
+            self.skipTest("needs strace, and ptrace allowed")
+        # `vitals run` opens its socket in the front end, then loads libvitals-core.so (Poco,
+        # spdlog: most of a cold start) and hands the socket over: one listen() in all.
+        port = free_port()
+        cfg = self.tmp.file("v.yaml", f"listen: 127.0.0.1:{port}\nprobes: {{}}\n")
+        trace = self.tmp.file("strace.log", "")
+        proc = self.spawn(["strace", "-f", "-o", trace, "-e", "trace=listen,openat", VITALS, "run",
+                           "-c", cfg], stderr=subprocess.DEVNULL)
+        wait_port(port, timeout=30)
+        status, _, _ = http_get(f"http://127.0.0.1:{port}/livez", timeout=15)
+        self.assertEqual(status, 200)
+        with open(trace) as f:
+            calls = [line for line in f if "listen(" in line or "libvitals-core.so" in line]
+        os.kill(int(calls[0].split()[0]), signal.SIGTERM)  # strace -f: "PID call(...)"
+        self.assertEqual(proc.wait(15), 0)
+        self.assertEqual(len(calls), 2, calls)
+        self.assertIn("listen(", calls[0])
+        self.assertIn("libvitals-core.so", calls[1])
+
+    def test_a_signal_as_soon_as_the_port_accepts_is_handled(self):
+        # The port accepts before the agent library is loaded: SIGHUP (a reload) and SIGTERM (a
+        # clean stop, exit 0) sent at that moment are taken by the agent, not fatal.
+        for sig in (signal.SIGHUP, signal.SIGTERM):
+            port = free_port()
+            cfg = self.tmp.file("v.yaml", f"listen: 127.0.0.1:{port}\nprobes: {{}}\n")
+            proc = self.spawn([VITALS, "run", "-c", cfg], stderr=subprocess.DEVNULL)
+            wait_port(port, timeout=30)
+            proc.send_signal(sig)
+            if sig == signal.SIGHUP:
+                status, _, _ = http_get(f"http://127.0.0.1:{port}/livez", timeout=15)
+                self.assertEqual(status, 200)
+                self.assertIsNone(proc.poll())
+                proc.send_signal(signal.SIGTERM)
+            self.assertEqual(proc.wait(15), 0, f"after {sig.name}")
+
+    def test_runs_a_config_read_from_a_pipe(self):
+        # -c /dev/stdin: the config is read once, by the agent (the front end leaves a file that
+        # is not a regular one alone).
+        port = free_port()
+        read, write = os.pipe()
+        os.write(write, f"listen: 127.0.0.1:{port}\nprobes: {{}}\n".encode())
+        os.close(write)
+        with os.fdopen(read) as stdin:
+            proc = self.spawn([VITALS, "run", "-c", "/dev/stdin"], stdin=stdin,
+                              stderr=subprocess.PIPE, text=True)
+        wait_port(port, timeout=30)
+        status, _, _ = http_get(f"http://127.0.0.1:{port}/livez", timeout=15)
+        self.assertEqual(status, 200)
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(15)
+        with proc.stderr:
+            self.assertEqual(code, 0, proc.stderr.read())
+
     def test_refused_plugin_in_use_exits_100(self):
         cfg = self.tmp.file("v.yaml", f"plugin_dir: {FAKES}\nprobes:\n  a: {{plugin: fake-major2}}\n")
         p = run_vitals("run", "-c", cfg)
@@ -620,26 +675,6 @@ probes:
         with open(log_path) as f:
             self.assertIn("probes.stuck: create() of plugin fake-create-blocks did not return "
                           "within 3s", f.read())
-
-    @unittest.skipUnless(shutil.which("strace"), "needs strace")
-    def test_listens_before_the_agent_library_loads(self):
-        # `vitals run` opens its socket in the front end, then loads libvitals-core.so (Poco,
-        # spdlog: most of a cold start) and hands the socket over: one listen() in all.
-        port = free_port()
-        cfg = self.tmp.file("v.yaml", f"listen: 127.0.0.1:{port}\nprobes: {{}}\n")
-        trace = self.tmp.file("strace.log", "")
-        proc = self.spawn(["strace", "-f", "-o", trace, "-e", "trace=listen,openat", VITALS, "run",
-                           "-c", cfg], stderr=subprocess.DEVNULL)
-        wait_port(port, timeout=30)
-        status, _, _ = http_get(f"http://127.0.0.1:{port}/livez", timeout=15)
-        self.assertEqual(status, 200)
-        with open(trace) as f:
-            calls = [line for line in f if "listen(" in line or "libvitals-core.so" in line]
-        os.kill(int(calls[0].split()[0]), signal.SIGTERM)  # strace -f: "PID call(...)"
-        self.assertEqual(proc.wait(15), 0)
-        self.assertEqual(len(calls), 2, calls)
-        self.assertIn("listen(", calls[0])
-        self.assertIn("libvitals-core.so", calls[1])
 
     def test_sigterm_stops_an_agent_stuck_in_create(self):
         cfg = self.tmp.file("v.yaml", f"""plugin_dir: {FAKES}
