@@ -1,12 +1,43 @@
-// `vitals check`: the HEALTHCHECK client. Needs libc alone (libstdc++ and yaml-cpp are linked in
-// statically), so it starts in about a millisecond; exits 0 if the agent answers 200, else 1
-// (always 0 or 1: Docker reserves 2).
+// `vitals check`: the HEALTHCHECK client; exits 0 if the agent answers 200, else 1 (always 0 or 1:
+// Docker reserves 2). Two halves, so a HEALTHCHECK starts like a C program:
+//  - check_client.cpp, in the front end and the core library: libc and std::string alone. It
+//    answers the usual command lines itself (run_check);
+//  - check.cpp, in the core library only: the whole command (CLI11, the agent's config code), for
+//    every other command line and config. The front end loads the core library for those.
 #pragma once
 
+#include <optional>
 #include <string>
+#include <string_view>
 
 namespace vitals {
+
+// The front end's `vitals check`: quick_command_line() and quick_listen() answer, else the core
+// library's check_main (the same answer, the slower way).
 int run_check(int argc, char** argv);
+// The whole `vitals check`: the command line parsed as every subcommand's (command_line.cpp),
+// `listen` read by the agent's own config code.
+int check_main(int argc, char** argv);
+
+// What `check` was asked, when the command line is one of the forms quick_command_line() takes
+// for certain: `check` then at most one each of -c/--config FILE, --url URL, --probe NAME and
+// --ready (not with --probe), values that do not start with '-'. nullopt for anything else (help,
+// errors, repeats, other spellings): check_main decides those.
+struct CheckRequest {
+  std::string config, url, probe;
+  bool ready = false;
+};
+std::optional<CheckRequest> quick_command_line(int argc, char** argv);
+// The `listen` of a config text, when it is a line `listen: VALUE` at the start of the file or
+// after plain `key: value` lines, comments and blank lines, and followed by another top-level key
+// (or the end): then the agent reads the same value, ${VAR}-expanded, and it is HOST:PORT. nullopt
+// for any other text (the agent's code then reads it: parse_listen()).
+std::optional<std::string> quick_listen(std::string_view text);
+
+// The agent's HOST:PORT as `check` connects to it: a wildcard host becomes the loopback address.
+bool check_host_port(const std::string& hostport, std::string& host, int& port);
+// GET /health (or /health/PROBE, or /readyz with `ready`) as one line, printed; 0 on a 200, else 1.
+int ask_agent(const std::string& host, int port, const std::string& probe, bool ready);
 // The HOST:PORT `vitals check -c FILE` connects to: the config's `listen`, read exactly as the
 // agent reads it; "" with `error` set if the file cannot be read.
 std::string check_listen(const std::string& config_path, std::string& error);
@@ -18,3 +49,6 @@ bool agent_address(const std::string& config, const std::string& url, std::strin
 int agent_get(const std::string& host, int port, const std::string& target, std::string& body,
               std::string& error);
 }  // namespace vitals
+
+// check_main, for the front end (visible: the core library exports it beside vitals_core_main).
+extern "C" __attribute__((visibility("default"))) int vitals_core_check(int argc, char** argv);

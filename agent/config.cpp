@@ -428,27 +428,6 @@ const ProbeConfig* Config::probe(std::string_view name) const {
   return nullptr;
 }
 
-bool split_host_port(const std::string& listen, std::string& host, int& port) {
-  std::string port_text;
-  if (!listen.empty() && listen[0] == '[') {
-    const size_t close = listen.find(']');
-    if (close == std::string::npos || close + 1 >= listen.size() || listen[close + 1] != ':')
-      return false;
-    host = listen.substr(1, close - 1);
-    port_text = listen.substr(close + 2);
-  } else {
-    const size_t colon = listen.rfind(':');
-    if (colon == std::string::npos || listen.find(':') != colon) return false;
-    host = listen.substr(0, colon);
-    port_text = listen.substr(colon + 1);
-  }
-  if (host.empty() || port_text.empty() || port_text.size() > 5 ||
-      port_text.find_first_not_of("0123456789") != std::string::npos)
-    return false;
-  port = std::stoi(port_text);
-  return port > 0 && port <= 65535;
-}
-
 ConfigResult parse_config(std::string_view text, const std::string& file) {
   ConfigResult result;
   Walker w(file, result.errors);
