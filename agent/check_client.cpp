@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <cstdio>
@@ -37,10 +38,19 @@ long now_ms() {
   return ts.tv_sec * 1000 + ts.tv_nsec / 1'000'000;
 }
 
+// One line on stdout with one write(): no stdio buffer to set up.
 int say(int code, const std::string& line) {
-  std::string out = line.size() > 4095 ? line.substr(0, 4095) : line;
-  std::printf("%s\n", out.c_str());
+  std::string out = line.substr(0, std::min<size_t>(line.find('\0'), 4095)) + "\n";
+  if (write(STDOUT_FILENO, out.data(), out.size()) < 0) return kFail;
   return code;
+}
+
+// ASCII classes without the C library's locale tables (one page fewer to fault in).
+bool digit(unsigned char c) {
+  return c >= '0' && c <= '9';
+}
+bool letter(unsigned char c) {
+  return (c | 0x20) >= 'a' && (c | 0x20) <= 'z';
 }
 
 std::string trim(std::string s) {
@@ -172,7 +182,7 @@ bool printable(std::string_view line) {
 bool plain_entry(std::string_view line, std::string_view& key, std::string_view& value) {
   const size_t colon =
       line.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_");
-  if (colon == 0 || colon == line.npos || line[colon] != ':' || std::isdigit(line[0])) return false;
+  if (colon == 0 || colon == line.npos || line[colon] != ':' || digit(line[0])) return false;
   key = line.substr(0, colon);
   const size_t start = line.find_first_not_of(' ', colon + 1);
   if (start == line.npos || line[start] == '#') {
@@ -186,7 +196,7 @@ bool plain_entry(std::string_view line, std::string_view& key, std::string_view&
   const size_t rest = line.find_first_not_of(' ', end);
   if (rest != line.npos && line[rest] != '#') return false;
   const unsigned char first = value[0];
-  return (std::isalnum(first) || first == '$') && value.back() != ':' &&
+  return (letter(first) || digit(first) || first == '$') && value.back() != ':' &&
          value.find_first_not_of(
              "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
              "0123456789._-:${}") == value.npos;
@@ -278,10 +288,8 @@ int agent_get(const std::string& host, int port, const std::string& target, std:
   }
   // "HTTP/1.1 200 OK": the status code.
   const size_t code = resp.rfind("HTTP/", 0) == 0 ? resp.find(' ') : std::string::npos;
-  if (code == std::string::npos || code + 4 > resp.size() ||
-      !std::isdigit(static_cast<unsigned char>(resp[code + 1])) ||
-      !std::isdigit(static_cast<unsigned char>(resp[code + 2])) ||
-      !std::isdigit(static_cast<unsigned char>(resp[code + 3]))) {
+  if (code == std::string::npos || code + 4 > resp.size() || !digit(resp[code + 1]) ||
+      !digit(resp[code + 2]) || !digit(resp[code + 3])) {
     error = "malformed answer from " + where;
     return -1;
   }
@@ -359,7 +367,7 @@ std::optional<std::string> quick_listen(std::string_view text) {
   while (lines.next(line)) {
     if (!printable(line)) return std::nullopt;
     if (empty_or_comment(line)) continue;
-    if (!std::isalpha(static_cast<unsigned char>(line[0])) && line[0] != '_') return std::nullopt;
+    if (!letter(line[0]) && line[0] != '_') return std::nullopt;
     break;
   }
   std::string why, host;
