@@ -93,6 +93,10 @@ TEST_CASE("check's quick path reads listen as the agent does, or leaves the conf
       "{listen: 127.0.0.1:9851}\n",
       "? listen\n: 127.0.0.1:9851\n",
       "1: a\nlisten: 127.0.0.1:9851\n",
+      "a: 1\na: 2\nlisten: 127.0.0.1:9851\n",
+      "<<: {listen: 127.0.0.1:1}\nlisten: 127.0.0.1:9851\n",
+      "listen: 127.0.0.1:9851#c\n",
+      "listen: ${}\n",
   };
   for (const char* dir : {VITALS_TEST_DATA, VITALS_TEST_CONFIG_CORPUS, VITALS_SOURCE_CONFIGS})
     for (const auto& entry : std::filesystem::directory_iterator(dir))
