@@ -12,27 +12,31 @@
 
 namespace vitals {
 
-// The front end's `vitals check`: quick_command_line() and quick_listen() answer, else the core
-// library's check_main (the same answer, the slower way).
+// The front end's `vitals check`: quick_command_line() and quick_config_listen() answer, else the
+// core library's check_main (the same answer, the slower way).
 int run_check(int argc, char** argv);
 // The whole `vitals check`: the command line parsed as every subcommand's (command_line.cpp),
 // `listen` read by the agent's own config code.
 int check_main(int argc, char** argv);
 
-// What `check` was asked, when the command line is one of the forms quick_command_line() takes
-// for certain: `check` then at most one each of -c/--config FILE, --url URL, --probe NAME and
-// --ready (not with --probe), values that do not start with '-'. nullopt for anything else (help,
-// errors, repeats, other spellings): check_main decides those.
-struct CheckRequest {
-  std::string config, url, probe;
+// A usual `check` or `run` command line, when quick_command_line() takes it for certain:
+//   check: at most one each of -c/--config FILE, --url URL, --probe NAME and --ready (not with
+//          --probe);
+//   run: at most one each of -c/--config FILE and --notify-fd N (3 to 2^20);
+// values that do not start with '-'. nullopt for anything else (help, errors, repeats, other
+// spellings): the agent's parser (command_line.cpp) decides those.
+struct QuickCommandLine {
+  std::string command, config, url, probe, notify_fd;
   bool ready = false;
 };
-std::optional<CheckRequest> quick_command_line(int argc, char** argv);
+std::optional<QuickCommandLine> quick_command_line(int argc, char** argv);
 // The `listen` of a config text, when it is a line `listen: VALUE` at the start of the file or
 // after plain `key: value` lines, comments and blank lines, and followed by another top-level key
 // (or the end): then the agent reads the same value, ${VAR}-expanded, and it is HOST:PORT. nullopt
 // for any other text (the agent's code then reads it: parse_listen()).
 std::optional<std::string> quick_listen(std::string_view text);
+// quick_listen() of the config file at `path` ("": the installed one), if it is readable.
+std::optional<std::string> quick_config_listen(const std::string& path);
 
 // The agent's HOST:PORT as `check` connects to it: a wildcard host becomes the loopback address.
 bool check_host_port(const std::string& hostport, std::string& host, int& port);

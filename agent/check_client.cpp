@@ -202,9 +202,10 @@ bool plain_entry(std::string_view line, std::string_view& key, std::string_view&
              "0123456789._-:${}") == value.npos;
 }
 
-// Reads a whole file of at most kMaxConfigBytes; false otherwise (check_main reports why).
+// Reads a whole regular file of at most kMaxConfigBytes; false otherwise (check_main reports why).
+// Non-blocking: a pipe is neither waited for nor read (the core reads it).
 bool read_small_file(const std::string& path, std::string& text) {
-  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) return false;
   struct stat st {};
   bool ok = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
@@ -313,13 +314,16 @@ int ask_agent(const std::string& host, int port, const std::string& probe, bool 
   return say(status == 200 ? kOk : kFail, body);
 }
 
-std::optional<CheckRequest> quick_command_line(int argc, char** argv) {
-  if (argc < 2 || std::strcmp(argv[1], "check") != 0) return std::nullopt;
-  CheckRequest r;
-  bool seen_config = false, seen_url = false, seen_probe = false;
+std::optional<QuickCommandLine> quick_command_line(int argc, char** argv) {
+  if (argc < 2) return std::nullopt;
+  QuickCommandLine r;
+  r.command = argv[1];
+  const bool check = r.command == "check";
+  if (!check && r.command != "run") return std::nullopt;
+  bool seen_config = false, seen_url = false, seen_probe = false, seen_fd = false;
   for (int i = 2; i < argc; ++i) {
     const std::string_view arg = argv[i];
-    if (arg == "--ready") {
+    if (check && arg == "--ready") {
       if (r.ready) return std::nullopt;
       r.ready = true;
       continue;
@@ -337,10 +341,12 @@ std::optional<CheckRequest> quick_command_line(int argc, char** argv) {
     std::string* field = nullptr;
     if (name == "-c" || name == "--config") {
       seen = &seen_config, field = &r.config;
-    } else if (name == "--url") {
+    } else if (check && name == "--url") {
       seen = &seen_url, field = &r.url;
-    } else if (name == "--probe") {
+    } else if (check && name == "--probe") {
       seen = &seen_probe, field = &r.probe;
+    } else if (!check && name == "--notify-fd") {
+      seen = &seen_fd, field = &r.notify_fd;
     } else {
       return std::nullopt;
     }
@@ -349,6 +355,13 @@ std::optional<CheckRequest> quick_command_line(int argc, char** argv) {
     *field = value;
   }
   if (r.ready && seen_probe) return std::nullopt;
+  if (seen_fd) {  // as parse_command_line() takes it: a number from 3 to 2^20
+    if (r.notify_fd.size() > 7 ||
+        !std::all_of(r.notify_fd.begin(), r.notify_fd.end(), [](char c) { return digit(c); }))
+      return std::nullopt;
+    const long fd = std::stol(r.notify_fd);
+    if (fd < 3 || fd > 1 << 20) return std::nullopt;
+  }
   return r;
 }
 
@@ -377,9 +390,15 @@ std::optional<std::string> quick_listen(std::string_view text) {
   return listen;
 }
 
+std::optional<std::string> quick_config_listen(const std::string& path) {
+  std::string text;
+  if (!read_small_file(path.empty() ? default_config_path() : path, text)) return std::nullopt;
+  return quick_listen(text);
+}
+
 int run_check(int argc, char** argv) {
-  const std::optional<CheckRequest> r = quick_command_line(argc, argv);
-  if (!r) return core_check(argc, argv);
+  const std::optional<QuickCommandLine> r = quick_command_line(argc, argv);
+  if (!r || r->command != "check") return core_check(argc, argv);
   std::string listen = Config{}.listen;
   if (!r->url.empty()) {  // as agent_address() takes it
     const bool http = r->url.rfind("http://", 0) == 0;
@@ -387,10 +406,7 @@ int run_check(int argc, char** argv) {
     const std::string rest = http ? r->url.substr(7) : r->url;
     listen = rest.substr(0, rest.find('/'));
   } else if (!r->config.empty() || access(default_config_path().c_str(), R_OK) == 0) {
-    std::string text;
-    if (!read_small_file(r->config.empty() ? default_config_path() : r->config, text))
-      return core_check(argc, argv);
-    std::optional<std::string> found = quick_listen(text);
+    std::optional<std::string> found = quick_config_listen(r->config);
     if (!found) return core_check(argc, argv);
     listen = *found;
   }

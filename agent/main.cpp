@@ -11,8 +11,6 @@
 #include <string>
 
 #include "check.hpp"
-#include "command_line.hpp"
-#include "config.hpp"
 #include "listener.hpp"
 #include "paths.hpp"
 #include "worker_main.hpp"
@@ -20,25 +18,25 @@
 namespace {
 
 // `vitals run`: the socket for the config's `listen:`, opened before the core loads (most of a
-// cold start), so clients connect at once and wait in the backlog until the agent serves. The
-// command line is parsed by the same code as in the core: help or a usage error ends here. A
-// config that is not a regular file (a pipe, /dev/stdin) is left for the core to read, as is one
-// whose `listen:` does not parse: the agent reports it.
+// cold start), so clients connect at once and wait in the backlog until the agent serves. Only for
+// a usual command line and a plain `listen:` line, read as the core reads them (check_client.cpp,
+// libc alone: no CLI11 or yaml-cpp start-up in the front end, which `vitals check` pays for every
+// HEALTHCHECK). Anything else (help, a usage error, another YAML form, a config that is not a
+// regular file: a pipe, /dev/stdin) is left to the core, as is a `listen:` that does not parse.
 struct EarlyListener {
   std::optional<std::string> listen;
   int fd = -1;
   std::string error;
-  std::optional<int> exit;
 };
 
 EarlyListener open_early_listener(int argc, char** argv) {
   EarlyListener out;
-  const vitals::CommandLine cl = vitals::parse_command_line(argc, argv);
-  if ((out.exit = cl.exit)) return out;
-  const std::string file = cl.config_file();
+  const auto cl = vitals::quick_command_line(argc, argv);
+  if (!cl) return out;
+  const std::string file = cl->config.empty() ? vitals::default_config_path() : cl->config;
   struct stat st {};
   if (stat(file.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return out;
-  if ((out.listen = vitals::load_listen(file).listen))
+  if ((out.listen = vitals::quick_config_listen(file)))
     out.fd = vitals::open_listener(*out.listen, out.error);
   return out;
 }
@@ -64,7 +62,6 @@ int main(int argc, char** argv) {
     for (int s : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&set, s);
     pthread_sigmask(SIG_BLOCK, &set, nullptr);
     early = open_early_listener(argc, argv);
-    if (early.exit) return *early.exit;
   }
   const std::string lib = vitals::pkglib_dir() + "/libvitals-core.so";
   void* core = dlopen(lib.c_str(), RTLD_LAZY | RTLD_LOCAL);

@@ -124,8 +124,9 @@ TEST_CASE("check's quick path reads listen as the agent does, or leaves the conf
   CHECK(quick_listen("log_level: info\nlisten: ${VITALS_FUZZ_HOST}:1\n") == "db.internal:1");
 }
 
-TEST_CASE("check's quick path takes a command line as the agent's parser does, or leaves it",
-          "[check]") {
+TEST_CASE(
+    "the quick path takes a check or run command line as the agent's parser does, or leaves it",
+    "[check]") {
   const std::vector<std::vector<std::string>> lines = {
       {"check"},
       {"check", "-c", "f.yaml"},
@@ -153,6 +154,21 @@ TEST_CASE("check's quick path takes a command line as the agent's parser does, o
       {"check", "--version"},
       {"check", "--json"},
       {"check", "--url"},
+      {"check", "--notify-fd", "3"},
+      {"run"},
+      {"run", "-c", "f.yaml"},
+      {"run", "--config=f.yaml", "--notify-fd", "3"},
+      {"run", "--notify-fd=1048576"},
+      {"run", "--notify-fd", "2"},
+      {"run", "--notify-fd", "1048577"},
+      {"run", "--notify-fd", "x"},
+      {"run", "--notify-fd", "3", "--notify-fd", "4"},
+      {"run", "--probe", "a"},
+      {"run", "--ready"},
+      {"run", "--help"},
+      {"run", "x"},
+      {"once", "-c", "f.yaml"},
+      {"status"},
   };
   int quick = 0;
   for (const auto& words : lines) {
@@ -162,17 +178,20 @@ TEST_CASE("check's quick path takes a command line as the agent's parser does, o
     for (auto& w : storage) argv.push_back(w.data());
     argv.push_back(nullptr);
     const int argc = static_cast<int>(storage.size());
-    const std::optional<CheckRequest> r = quick_command_line(argc, argv.data());
+    const std::optional<QuickCommandLine> r = quick_command_line(argc, argv.data());
     if (!r) continue;
     ++quick;
     CAPTURE(words);
     const CommandLine cl = parse_command_line(argc, argv.data());
     REQUIRE_FALSE(cl.exit);
-    CHECK(cl.command == "check");
+    CHECK(cl.command == r->command);
+    CHECK(cl.command == words[0]);
+    CHECK(cl.notify_fd ==
+          (r->notify_fd.empty() ? std::nullopt : std::optional<int>(std::stoi(r->notify_fd))));
     CHECK(cl.config == r->config);
     CHECK(cl.url == r->url);
     CHECK(cl.probe == r->probe);
     CHECK(cl.ready == r->ready);
   }
-  CHECK(quick >= 6);
+  CHECK(quick >= 10);
 }
