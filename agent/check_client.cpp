@@ -38,10 +38,11 @@ long now_ms() {
   return ts.tv_sec * 1000 + ts.tv_nsec / 1'000'000;
 }
 
-// One line on stdout with one write(): no stdio buffer to set up.
+// One line on stdout with one write(): no stdio buffer to set up. The exit code is the agent's
+// answer whether or not the line could be written (a HEALTHCHECK may close stdout).
 int say(int code, const std::string& line) {
   std::string out = line.substr(0, std::min<size_t>(line.find('\0'), 4095)) + "\n";
-  if (write(STDOUT_FILENO, out.data(), out.size()) < 0) return kFail;
+  [[maybe_unused]] const ssize_t written = write(STDOUT_FILENO, out.data(), out.size());
   return code;
 }
 
@@ -203,11 +204,13 @@ bool plain_entry(std::string_view line, std::string_view& key, std::string_view&
 }
 
 // Reads a whole regular file of at most kMaxConfigBytes; false otherwise (check_main reports why).
-// Non-blocking: a pipe is neither waited for nor read (the core reads it).
+// Anything else (a FIFO, a device) is not even opened: opening a FIFO would let its writer in and
+// closing it would lose what it wrote, before the core reads it.
 bool read_small_file(const std::string& path, std::string& text) {
+  struct stat st {};
+  if (stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return false;
   const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) return false;
-  struct stat st {};
   bool ok = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
             static_cast<size_t>(st.st_size) <= kMaxConfigBytes;
   if (ok) {
@@ -287,15 +290,15 @@ int agent_get(const std::string& host, int port, const std::string& target, std:
     else if (errno != EAGAIN && errno != EINTR)
       break;
   }
-  // "HTTP/1.1 200 OK": the status code.
-  const size_t code = resp.rfind("HTTP/", 0) == 0 ? resp.find(' ') : std::string::npos;
-  if (code == std::string::npos || code + 4 > resp.size() || !digit(resp[code + 1]) ||
-      !digit(resp[code + 2]) || !digit(resp[code + 3])) {
+  // "HTTP/1.1 200 OK": HTTP/<digit>.<digit>, a space, three digits, then a space or the line's end.
+  const auto at = [&](size_t i) { return i < resp.size() ? resp[i] : '\0'; };
+  if (resp.rfind("HTTP/", 0) != 0 || !digit(at(5)) || at(6) != '.' || !digit(at(7)) ||
+      at(8) != ' ' || !digit(at(9)) || !digit(at(10)) || !digit(at(11)) ||
+      (at(12) != ' ' && at(12) != '\r' && at(12) != '\n')) {
     error = "malformed answer from " + where;
     return -1;
   }
-  const int status =
-      (resp[code + 1] - '0') * 100 + (resp[code + 2] - '0') * 10 + (resp[code + 3] - '0');
+  const int status = (at(9) - '0') * 100 + (at(10) - '0') * 10 + (at(11) - '0');
   const size_t header_end = resp.find("\r\n\r\n");
   body = header_end == std::string::npos ? "" : resp.substr(header_end + 4);
   return status;

@@ -10,6 +10,7 @@ import re
 import signal
 import socket
 import subprocess
+import threading
 import time
 import unittest
 
@@ -207,6 +208,28 @@ class Check(VitalsTestCase):
         self.assertEqual(code, 1)
         self.assertRegex(out, r"^unhealthy ready=false 0/1 dep:connect: unable to connect to 127\.0\.0\.1:\d+: connection refused\n$")
         self.assertEqual(self.check("--url", url, "--probe", "nope"), (1, "no such probe: nope\n"))
+
+    def test_reads_a_config_from_a_fifo_and_answers_with_stdout_closed(self):
+        agent = self.start_agent("listen: 127.0.0.1:@PORT@\nprobes: {}\n")
+        fifo = os.path.join(self.tmp.path, "config.fifo")
+        os.mkfifo(fifo)
+        # The writer blocks until check opens the FIFO; what it writes must reach the reader.
+        def write_config():
+            with open(fifo, "w") as f:
+                f.write(f"listen: 127.0.0.1:{agent.port}\nprobes: {{}}\n")
+        writer = threading.Thread(target=write_config)
+        writer.start()
+        try:
+            self.assertEqual(self.check("-c", fifo), (0, "healthy ready=true 0/0\n"))
+        finally:
+            if writer.is_alive():  # check never opened it: let the writer go
+                os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))
+            writer.join(5)
+        # A HEALTHCHECK may run with stdout closed: the exit code is still the agent's answer.
+        p = subprocess.run([VITALS, "check", "--url", f"http://127.0.0.1:{agent.port}"],
+                           stdout=subprocess.DEVNULL, timeout=10,
+                           preexec_fn=lambda: os.close(1))
+        self.assertEqual(p.returncode, 0)
 
     def test_reads_every_listen_form_the_agent_accepts(self):
         # A host name (this machine's own, else localhost), a tab before a comment, flow style,
