@@ -389,7 +389,10 @@ void Worker::on_exit(int status, uint64_t generation) {
   if (generation != generation_) return;
   alive_ = false;
   sock_ = -1;
-  const std::string what = kill_reason_.empty() ? describe_exit(status) : kill_reason_;
+  // Our SIGKILL's reason, if that is what ended it: a worker that died on its own meanwhile (its
+  // socket closed before its exit was seen: a send failed) is told by its own exit.
+  const bool ours = !kill_reason_.empty() && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
+  const std::string what = ours ? kill_reason_ : describe_exit(status);
   const bool crash = !retiring_ && !g_stopping;
   std::string in_flight;
   int calls = 0;
