@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <cstring>
 #include <filesystem>
@@ -59,11 +60,68 @@ std::optional<Prepared> prepare(const std::string& config_path,
   return prepare(std::move(*parsed.config), previous, errors, only_probe);
 }
 
+namespace {
+
+// The probe `pc` of `out.config`, created with its plugin (loaded now if need be), or one of
+// `previous` it is the same as; null with `errors` if it cannot be.
+std::shared_ptr<Probe> make_probe(Prepared& out, const ProbeConfig& pc,
+                                  const std::vector<std::shared_ptr<Probe>>& previous,
+                                  std::vector<std::string>& errors) {
+  const Config& c = out.config;
+  const std::string where = c.file + ":" + std::to_string(pc.line) + ": probes." + pc.name;
+  const Plugin* plugin = out.plugins->load_named(plugin_dirs_for(c), pc.plugin);
+  const bool isolated = plugin && c.isolation_for(pc, is_builtin(*plugin)) == Isolation::Process;
+  // A probe is kept, with its history, if neither its definition nor its plugin's file changed.
+  auto reused = std::find_if(previous.begin(), previous.end(), [&](const auto& p) {
+    return plugin && p->plugin().handle == plugin->handle && p->config().same_definition(pc) &&
+           p->isolated() == isolated;
+  });
+  if (reused != previous.end()) {
+    (*reused)->state().history->resize(pc.history);  // `history:` may have changed
+    return *reused;
+  }
+  if (!plugin) {
+    if (const Refusal* r = out.plugins->refusal_for(pc.plugin)) {
+      errors.push_back(where + ".plugin: plugin '" + pc.plugin + "' was refused (" + r->reason +
+                       "): " + r->message + " [" + r->path + "]");
+    } else {
+      std::vector<std::string> sorted;
+      for (const auto& p : out.plugins->plugins()) sorted.push_back(p->desc.name);
+      std::sort(sorted.begin(), sorted.end());
+      std::string names;
+      for (const auto& n : sorted) names += (names.empty() ? "" : ", ") + n;
+      errors.push_back(where + ".plugin: no plugin '" + pc.plugin + "' in " +
+                       out.plugins->dirs_text() +
+                       "; available: " + (names.empty() ? "(none)" : names));
+    }
+    return nullptr;
+  }
+  BoundOptions options;
+  if (!bind_options(pc, plugin->desc, c.file, options, errors)) return nullptr;
+  std::shared_ptr<const Plugin> keep(out.plugins, plugin);  // the host owns the plugin
+  auto probe =
+      std::make_shared<Probe>(pc, keep, std::move(options),
+                              isolated ? Worker::of(*plugin, worker_memory_limit(c)) : nullptr);
+  std::string why;
+  bool hung = false;
+  if (!probe->create(why, hung)) {
+    if (!hung) {
+      errors.push_back(where + ".options: " + why);
+      return nullptr;
+    }
+    // Kept: it fails with stage `create`, and the agent serves the others.
+    spdlog::warn("{}: {}", where, why);
+  }
+  return probe;
+}
+
+}  // namespace
+
 std::optional<Prepared> prepare(Config config, const std::vector<std::shared_ptr<Probe>>& previous,
-                                std::vector<std::string>& errors, const std::string& only_probe) {
+                                std::vector<std::string>& errors, const std::string& only_probe,
+                                const ProbesCreated& created) {
   Prepared out{std::move(config), std::make_shared<PluginHost>(), {}};
   const Config& c = out.config;
-  out.plugins->scan(plugin_dirs_for(c));
   if (!only_probe.empty() && !c.probe(only_probe)) {
     std::string names;
     for (const auto& p : c.probes) names += (names.empty() ? "" : ", ") + p.name;
@@ -71,54 +129,29 @@ std::optional<Prepared> prepare(Config config, const std::vector<std::shared_ptr
                      "'; probes: " + (names.empty() ? "(none)" : names));
     return std::nullopt;
   }
-  for (const auto& pc : c.probes) {
-    if (!only_probe.empty() && pc.name != only_probe) continue;
-    const std::string where = c.file + ":" + std::to_string(pc.line) + ": probes." + pc.name;
-    const Plugin* plugin = out.plugins->find(pc.plugin);
-    const bool isolated = plugin && c.isolation_for(pc, is_builtin(*plugin)) == Isolation::Process;
-    // A probe is kept, with its history, if neither its definition nor its plugin's file changed.
-    auto reused = std::find_if(previous.begin(), previous.end(), [&](const auto& p) {
-      return plugin && p->plugin().handle == plugin->handle && p->config().same_definition(pc) &&
-             p->isolated() == isolated;
-    });
-    if (reused != previous.end()) {
-      (*reused)->state().history->resize(pc.history);  // `history:` may have changed
-      out.probes.push_back(*reused);
-      continue;
+  // Made in the order their first results are due; kept, and errors told, in the config's.
+  const std::size_t n = c.probes.size();
+  std::vector<std::size_t> order;
+  for (std::size_t i = 0; i < n; ++i)
+    if (only_probe.empty() || c.probes[i].name == only_probe) order.push_back(i);
+  std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+    return c.probes[a].start_interval < c.probes[b].start_interval;
+  });
+  std::vector<std::shared_ptr<Probe>> made(n);
+  std::vector<std::vector<std::string>> problems(n);
+  std::vector<std::shared_ptr<Probe>> started;
+  bool failed = false;  // once a probe cannot be made, no more are started
+  for (const std::size_t i : order) {
+    made[i] = make_probe(out, c.probes[i], previous, problems[i]);
+    failed |= !made[i];
+    if (created && !failed) {
+      started.push_back(made[i]);
+      created(started);
     }
-    if (!plugin) {
-      if (const Refusal* r = out.plugins->refusal_for(pc.plugin)) {
-        errors.push_back(where + ".plugin: plugin '" + pc.plugin + "' was refused (" + r->reason +
-                         "): " + r->message + " [" + r->path + "]");
-      } else {
-        std::vector<std::string> sorted;
-        for (const auto& p : out.plugins->plugins()) sorted.push_back(p->desc.name);
-        std::sort(sorted.begin(), sorted.end());
-        std::string names;
-        for (const auto& n : sorted) names += (names.empty() ? "" : ", ") + n;
-        errors.push_back(where + ".plugin: no plugin '" + pc.plugin + "' in " +
-                         out.plugins->dirs_text() +
-                         "; available: " + (names.empty() ? "(none)" : names));
-      }
-      continue;
-    }
-    BoundOptions options;
-    if (!bind_options(pc, plugin->desc, c.file, options, errors)) continue;
-    std::shared_ptr<const Plugin> keep(out.plugins, plugin);  // the host owns the plugin
-    auto probe =
-        std::make_shared<Probe>(pc, keep, std::move(options),
-                                isolated ? Worker::of(*plugin, worker_memory_limit(c)) : nullptr);
-    std::string why;
-    bool hung = false;
-    if (!probe->create(why, hung)) {
-      if (!hung) {
-        errors.push_back(where + ".options: " + why);
-        continue;
-      }
-      // Kept: it fails with stage `create`, and the agent serves the others.
-      spdlog::warn("{}: {}", where, why);
-    }
-    out.probes.push_back(std::move(probe));
+  }
+  for (std::size_t i = 0; i < n; ++i) {
+    errors.insert(errors.end(), problems[i].begin(), problems[i].end());
+    if (made[i]) out.probes.push_back(made[i]);
   }
   if (!errors.empty()) return std::nullopt;
   return out;
@@ -142,7 +175,10 @@ spdlog::level::level_enum to_spdlog(LogLevel l) {
   return spdlog::level::info;
 }
 
-void warn_unused_refusals(const Prepared& p) {
+// Loads the plugin files no probe uses (after the probes, which need not wait for them): each
+// one refused is a warning (/metrics counts them), in case a config comes to use it.
+void load_unused_plugins(const Prepared& p) {
+  p.plugins->scan(plugin_dirs_for(p.config));
   for (const auto& r : p.plugins->refusals()) {
     bool used = false;
     for (const auto& pc : p.config.probes) used |= pc.plugin == r.name;
@@ -269,25 +305,28 @@ class Agent {
       return kTemporary;
     }
 
+    // Each probe starts as soon as it is created, the shortest start_interval first (prepare):
+    // a plugin slow to load holds back only the probes after it. Readiness is judged, and
+    // /health answered, once every probe is in; the plugins no probe uses are loaded last.
+    scheduler_ = std::make_unique<Scheduler>(config.start_period, [this] {
+      if (installed_) check_ready();
+    });
+    scheduler_->start();
     std::vector<std::string> errors;
-    auto prepared = prepare(std::move(*parsed.config), {}, errors);
+    auto prepared = prepare(std::move(*parsed.config), {}, errors, "",
+                            [this](const auto& probes) { scheduler_->set_probes(probes); });
     if (!prepared) {
       for (const auto& e : errors) spdlog::error("{}", e);
       return kPermanent;
     }
     if (stop_requested()) return kOk;
-    warn_unused_refusals(*prepared);
-    log_plugins(*prepared->plugins, nullptr);
-
-    scheduler_ =
-        std::make_unique<Scheduler>(prepared->config.start_period, [this] { check_ready(); });
     install(*prepared);
+    installed_ = true;
     facts_.version = VITALS_VERSION;
     facts_.process_start = health_.started_at();
     facts_.last_reload_success = std::chrono::system_clock::now();
 
     http->start();
-    scheduler_->start();
     if (systemd_)
       systemd_->start(
           {[this] { return render_line(health_.snapshot()); }, [this] { return alive(); }});
@@ -295,6 +334,8 @@ class Agent {
     spdlog::info("vitals {} listening on {} (at most {} connections) with {} probe(s)",
                  VITALS_VERSION, listen_, http->max_connections(), prepared->config.probes.size());
     check_ready();
+    load_unused_plugins(*prepared);
+    log_plugins(*prepared->plugins, nullptr);
     current_ = std::move(*prepared);
 
     std::unique_lock lock(mutex_);
@@ -361,7 +402,7 @@ class Agent {
       spdlog::warn("listen changed to {}; it takes effect at the next restart",
                    next->config.listen);
     apply_log_level(next->config);
-    warn_unused_refusals(*next);
+    load_unused_plugins(*next);
     log_plugins(*next->plugins, current_ ? current_->plugins.get() : nullptr);
     install(*next);
     current_ = std::move(*next);
@@ -414,6 +455,7 @@ class Agent {
   bool stop_requested_ = false;
   bool reload_requested_ = false;
   bool finished_ = false;
+  std::atomic<bool> installed_{false};  // every probe of the first config is in health_
 };
 
 }  // namespace

@@ -1,6 +1,7 @@
 // `vitals run`: wires config, plugin host, scheduler, HTTP and readiness; reloads on SIGHUP.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -20,10 +21,15 @@ struct Prepared {
   std::vector<std::shared_ptr<Probe>> probes;
 };
 
-// parse -> validate -> load plugins -> bind options -> create instances. Probes of `previous`
-// whose definition is unchanged are reused as they are (with their history). With only_probe set,
-// only that probe is bound and created. Returns nullopt with one-line errors. A probe whose
-// create() did not return in time (or crashed its worker) is kept, failing with stage `create`.
+// parse -> validate -> load plugins -> bind options -> create instances, probe by probe in the
+// order their first results are due (the shortest start_interval first), each plugin loaded just
+// before its first probe: only the plugins the probes use are loaded (the rest of the folder:
+// PluginHost::scan). Probes of `previous` whose definition is unchanged are reused as they are
+// (with their history). With only_probe set, only that probe is bound and created. Returns
+// nullopt with one-line errors, in the config's order. A probe whose create() did not return in
+// time (or crashed its worker) is kept, failing with stage `create`. `created`, if set, is called
+// with the probes created so far (in creation order) after each new one: the agent starts them.
+using ProbesCreated = std::function<void(const std::vector<std::shared_ptr<Probe>>&)>;
 std::optional<Prepared> prepare(const std::string& config_path,
                                 const std::vector<std::shared_ptr<Probe>>& previous,
                                 std::vector<std::string>& errors,
@@ -31,7 +37,8 @@ std::optional<Prepared> prepare(const std::string& config_path,
 // The same from a config already parsed (the agent listens before it loads the plugins).
 std::optional<Prepared> prepare(Config config, const std::vector<std::shared_ptr<Probe>>& previous,
                                 std::vector<std::string>& errors,
-                                const std::string& only_probe = "");
+                                const std::string& only_probe = "",
+                                const ProbesCreated& created = nullptr);
 
 // Sets the level of every logger (the agent's and each probe's) to the config's log_level.
 void apply_log_level(const Config& c);

@@ -124,15 +124,34 @@ void PluginHost::scan(const std::vector<std::string>& dirs) {
     std::vector<std::string> files;
     std::error_code ec;
     for (const auto& entry : fs::directory_iterator(dir, ec))
-      if (entry.path().extension() == ".so") files.push_back(entry.path().string());
+      if (entry.path().extension() == ".so")
+        files.push_back((fs::path(dir) / entry.path().filename()).string());
     std::sort(files.begin(), files.end());
-    for (const auto& f : files) {
-      if (auto refusal = load(f)) {
-        std::lock_guard lock(g_counts_mutex);
-        ++g_counts[refusal->reason];
-        refusals_.push_back(std::move(*refusal));
-      }
-    }
+    for (const auto& f : files) try_file(f);
+  }
+}
+
+const Plugin* PluginHost::load_named(const std::vector<std::string>& dirs,
+                                     const std::string& name) {
+  dirs_ = dirs;
+  if (const Plugin* p = find(name)) return p;
+  for (const auto& dir : dirs) {
+    const std::string file = (std::filesystem::path(dir) / (name + ".so")).string();
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(file, ec)) continue;
+    try_file(file);
+    if (const Plugin* p = find(name)) return p;
+  }
+  scan(dirs);  // a file named otherwise may declare it
+  return find(name);
+}
+
+void PluginHost::try_file(const std::string& path) {
+  if (!tried_.insert(path).second) return;
+  if (auto refusal = load(path)) {
+    std::lock_guard lock(g_counts_mutex);
+    ++g_counts[refusal->reason];
+    refusals_.push_back(std::move(*refusal));
   }
 }
 

@@ -8,6 +8,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -28,12 +29,17 @@ struct Refusal {
 
 class PluginHost {
  public:
-  // Loads every *.so in each folder (not recursive), folder by folder in order: a name already
-  // loaded from an earlier folder is refused (duplicate_name). Handles stay open for the life of
-  // the process; a rescan reuses them, unless the file was replaced (a new inode): then the new
-  // file is loaded.
+  // Loads every *.so in each folder (not recursive), folder by folder in order, but for files
+  // already tried: a name already loaded is refused (duplicate_name). Handles stay open for the
+  // life of the process; a rescan (a new host) reuses them, unless the file was replaced (a new
+  // inode): then the new file is loaded.
   void scan(const std::vector<std::string>& dirs);
   void scan(const std::string& dir) { scan(std::vector<std::string>{dir}); }
+  // The plugin named `name` in `dirs`, loading as little as it can: <dir>/<name>.so of the first
+  // folder that has that file; if none declares that name, every file (scan). Null if no file
+  // does. The agent loads the plugins its probes use this way, each just before its probes are
+  // created, and the rest of the folder after they started (bench/coldstart.sh).
+  const Plugin* load_named(const std::vector<std::string>& dirs, const std::string& name);
   const Plugin* find(const std::string& name) const;
   const Refusal* refusal_for(const std::string& name) const;
   const std::vector<std::shared_ptr<Plugin>>& plugins() const { return plugins_; }
@@ -46,7 +52,9 @@ class PluginHost {
 
  private:
   std::optional<Refusal> load(const std::string& path);
+  void try_file(const std::string& path);  // loads it, or records its refusal; once per path
   std::vector<std::string> dirs_;
+  std::set<std::string> tried_;
   std::vector<std::shared_ptr<Plugin>> plugins_;
   std::vector<Refusal> refusals_;
 };

@@ -53,7 +53,7 @@ print(f"\nWork (callgrind, user-space instructions; independent of the load): to
       f"**{listen:.2f} M** (the front end: command line, `listen:` of the config, socket; then it "
       f"loads the agent library and hands the socket over); `vitals version` {core:.1f} M (the "
       f"front end and loading libvitals-core.so with Poco, yaml-cpp, spdlog); `vitals validate` "
-      f"(parse, load every plugin of the folder, create the probes: what comes before the first "
+      f"(parse, load the plugins the probes use, create the probes: what comes before the first "
       f"runs) {prepared:.1f} M; /bin/true {floor:.2f} M.")
 PY
   tail -n 2 "$OUT/table.md"

@@ -1,9 +1,10 @@
 // One fake plugin source, built several ways (see CMakeLists.txt) to walk the loader's refusal
 // ladder and to misbehave under a running agent: throw, hang (in run or in create), return right
-// at the deadline.
+// at the deadline, take long to load.
 #include <vitals/probe.hpp>
 
 #include <chrono>
+#include <cstdlib>
 #include <fstream>
 #include <stdexcept>
 #include <thread>
@@ -26,6 +27,17 @@
 #endif
 
 namespace {
+
+#ifdef FAKE_LOAD_GATE
+// Loading this plugin lasts until the file named by $VITALS_FAKE_LOAD_GATE exists (a minute at
+// most): a plugin slow to load, as one whose libraries take long to map and initialize.
+[[maybe_unused]] const bool kLoadGateOpened = [] {
+  const char* gate = std::getenv("VITALS_FAKE_LOAD_GATE");
+  for (int i = 0; gate && i < 6000 && !std::ifstream(gate); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  return true;
+}();
+#endif
 
 const vitals_option kOptions[] = {
     {"result", VITALS_OPT_STRING, "pass", "pass, warn or fail; or the path of a file holding one",

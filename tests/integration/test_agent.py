@@ -585,6 +585,39 @@ class Readiness(VitalsTestCase):
         except BlockingIOError:
             return None
 
+    @unittest.skipUnless(FAKES, "needs VITALS_FAKE_PLUGIN_DIR")
+    def test_a_probe_runs_while_a_later_plugin_loads_and_readiness_waits_for_every_probe(self):
+        # `fast` (the shorter start_interval) starts as soon as its plugin is in, while the plugin
+        # of `slow` is still loading (it waits for the gate file); the agent is ready, and serves,
+        # only once every probe is in.
+        gate, runs = os.path.join(self.tmp.path, "gate"), os.path.join(self.tmp.path, "runs")
+        port = free_port()
+        cfg = self.tmp.file("v.yaml", f"""listen: 127.0.0.1:{port}
+plugin_dir: {FAKES}
+start_period: 30s
+probes:
+  slow: {{plugin: fake-load-gate, interval: 1m}}
+  fast: {{plugin: fake-ok, interval: 1m, start_interval: 20ms, options: {{count: {runs}}}}}
+""")
+        r, w = os.pipe()
+        self.addCleanup(os.close, r)
+        log = open(cfg + ".stderr", "w")
+        self.addCleanup(log.close)
+        agent = self.spawn([VITALS, "run", "-c", cfg, "--notify-fd", str(w)], pass_fds=[w],
+                           env={**os.environ, "VITALS_FAKE_LOAD_GATE": gate}, stdout=log,
+                           stderr=subprocess.STDOUT)
+        os.close(w)
+        os.set_blocking(r, False)
+        wait_for(lambda: os.path.exists(runs), what="a run of `fast` while `slow` loads")
+        time.sleep(0.3)
+        self.assertIsNone(self._read(r))  # `fast` passed, but `slow` is not in yet
+        self.assertIsNone(agent.poll())
+        open(gate, "w").close()
+        self.assertEqual(wait_for(lambda: self._read(r), what="the readiness newline"), b"\n")
+        status, body, _ = http_get(f"http://127.0.0.1:{port}/health")
+        doc = json.loads(body)
+        self.assertEqual((status, doc["status"], list(doc["probes"])), (200, "healthy", ["slow", "fast"]))
+
     def test_closed_notify_fd_exits_111(self):
         cfg = self.tmp.file("v.yaml", "probes: {}\n")
         p = run_vitals("run", "-c", cfg, "--notify-fd", "57")

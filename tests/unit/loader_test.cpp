@@ -67,6 +67,26 @@ TEST_CASE("the loader refuses each bad plugin with its own reason", "[loader]") 
   CHECK_FALSE(host.refusal_for("fake-no-options"));
 }
 
+TEST_CASE("a plugin is loaded by name, alone; a name another file declares is found too",
+          "[loader]") {
+  PluginHost host;
+  const Plugin* ok = host.load_named({VITALS_TEST_PLUGIN_DIR}, "fake-ok");
+  REQUIRE(ok);
+  CHECK(ok->path == std::string(VITALS_TEST_PLUGIN_DIR) + "/fake-ok.so");
+  CHECK(host.plugins().size() == 1);  // no other file of the folder was tried
+  CHECK(host.refusals().empty());
+  CHECK(host.load_named({VITALS_TEST_PLUGIN_DIR}, "fake-ok") == ok);
+
+  // A file named otherwise (here one that declares "fake-ok" too): every file is tried.
+  Scratch s;
+  fs::copy_file(fs::path(VITALS_TEST_PLUGIN_DIR) / "fake-v2.so", s.dir / "renamed.so");
+  PluginHost other;
+  const Plugin* found = other.load_named({s.dir.string()}, "fake-ok");
+  REQUIRE(found);
+  CHECK(found->path == (s.dir / "renamed.so").string());
+  CHECK_FALSE(other.load_named({s.dir.string()}, "fake-missing"));
+}
+
 TEST_CASE("each refusal reason is counted in /metrics", "[loader]") {
   PluginHost host;
   host.scan(VITALS_TEST_PLUGIN_DIR);
@@ -187,10 +207,9 @@ TEST_CASE("a configured probe whose plugin is refused or missing is a config err
   CHECK_FALSE(prepare(s.config("  a:\n    plugin: nope\n"), {}, errors));
   REQUIRE(errors.size() == 1);
   CHECK_THAT(errors[0], Catch::Contains("probes.a.plugin: no plugin 'nope' in "));
-  CHECK_THAT(
-      errors[0],
-      Catch::Contains("available: fake-at-deadline, fake-crash, fake-create-blocks, fake-hangs, "
-                      "fake-no-options, fake-ok, fake-throws"));
+  CHECK_THAT(errors[0], Catch::Contains("available: fake-at-deadline, fake-crash, "
+                                        "fake-create-blocks, fake-hangs, fake-load-gate, "
+                                        "fake-no-options, fake-ok, fake-throws"));
 }
 
 TEST_CASE("options are checked against the plugin's table", "[loader]") {
