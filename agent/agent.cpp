@@ -139,15 +139,11 @@ std::optional<Prepared> prepare(Config config, const std::vector<std::shared_ptr
   });
   std::vector<std::shared_ptr<Probe>> made(n);
   std::vector<std::vector<std::string>> problems(n);
-  std::vector<std::shared_ptr<Probe>> started;
   bool failed = false;  // once a probe cannot be made, no more are started
   for (const std::size_t i : order) {
     made[i] = make_probe(out, c.probes[i], previous, problems[i]);
     failed |= !made[i];
-    if (created && !failed) {
-      started.push_back(made[i]);
-      created(started);
-    }
+    if (created && !failed) created(made[i]);
   }
   for (std::size_t i = 0; i < n; ++i) {
     errors.insert(errors.end(), problems[i].begin(), problems[i].end());
@@ -314,7 +310,7 @@ class Agent {
     scheduler_->start();
     std::vector<std::string> errors;
     auto prepared = prepare(std::move(*parsed.config), {}, errors, "",
-                            [this](const auto& probes) { scheduler_->set_probes(probes); });
+                            [this](const auto& probe) { scheduler_->add(probe); });
     if (!prepared) {
       for (const auto& e : errors) spdlog::error("{}", e);
       return kPermanent;

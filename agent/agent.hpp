@@ -28,8 +28,8 @@ struct Prepared {
 // (with their history). With only_probe set, only that probe is bound and created. Returns
 // nullopt with one-line errors, in the config's order. A probe whose create() did not return in
 // time (or crashed its worker) is kept, failing with stage `create`. `created`, if set, is called
-// with the probes created so far (in creation order) after each new one: the agent starts them.
-using ProbesCreated = std::function<void(const std::vector<std::shared_ptr<Probe>>&)>;
+// with each new probe as soon as it is created, until a probe fails: the agent starts it.
+using ProbesCreated = std::function<void(const std::shared_ptr<Probe>&)>;
 std::optional<Prepared> prepare(const std::string& config_path,
                                 const std::vector<std::shared_ptr<Probe>>& previous,
                                 std::vector<std::string>& errors,

@@ -147,6 +147,18 @@ struct Scheduler::Core {
     std::thread(&Core::runner, this, std::move(self)).detach();
   }
 
+  // A slot for a probe new to the set, scheduled at once if running; it waits for the run of
+  // the probe it replaces (same name, still draining), if any.
+  std::shared_ptr<ScheduleSlot> new_slot(const std::shared_ptr<Probe>& p) {
+    auto slot = std::make_shared<ScheduleSlot>();
+    slot->probe = p;
+    slot->next_due = std::chrono::steady_clock::now();
+    for (const auto& d : draining)
+      if (d->probe->config().name == p->config().name) slot->previous = d;
+    if (running) schedule(slot);
+    return slot;
+  }
+
   void loop(std::shared_ptr<Core> self);
   void runner(std::shared_ptr<Core> self);
   void run(const std::shared_ptr<ScheduleSlot>& s, std::unique_lock<std::mutex>& lock);
@@ -201,19 +213,15 @@ void Scheduler::set_probes(const std::vector<std::shared_ptr<Probe>>& probes) {
   for (const auto& p : probes) {
     auto it =
         std::find_if(c.slots.begin(), c.slots.end(), [&](const auto& s) { return s->probe == p; });
-    if (it != c.slots.end()) {
-      next.push_back(*it);
-      continue;
-    }
-    auto slot = std::make_shared<ScheduleSlot>();
-    slot->probe = p;
-    slot->next_due = std::chrono::steady_clock::now();
-    for (const auto& d : c.draining)
-      if (d->probe->config().name == p->config().name) slot->previous = d;
-    next.push_back(slot);
-    if (c.running) c.schedule(slot);
+    next.push_back(it != c.slots.end() ? *it : c.new_slot(p));
   }
   c.slots = std::move(next);
+}
+
+void Scheduler::add(const std::shared_ptr<Probe>& probe) {
+  Core& c = *core_;
+  std::lock_guard lock(c.mutex);
+  c.slots.push_back(c.new_slot(probe));
 }
 
 void Scheduler::start() {

@@ -29,6 +29,8 @@ class Scheduler {
 
   // Replaces the probe set. Probes present in both (same object) keep their schedule.
   void set_probes(const std::vector<std::shared_ptr<Probe>>& probes);
+  // Adds one probe (not yet in the set): it runs at once if the scheduler is running.
+  void add(const std::shared_ptr<Probe>& probe);
   void start();
   // Stops the scheduler; waits at most `grace` for runs in flight, leaving hung ones behind.
   void stop(Millis grace);
