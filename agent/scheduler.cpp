@@ -231,6 +231,9 @@ void Scheduler::start() {
   c.running = true;
   for (auto& s : c.slots) c.due.push({s->next_due, s, s->next_due});
   c.thread = std::thread(&Core::loop, &c, core_);
+  // The runner the pool keeps, from the start: creating a thread waits while another thread
+  // loads a shared object (glibc), as the agent loads plugins while its first probes run.
+  if (c.runners == 0) c.spawn(core_);
 }
 
 void Scheduler::stop(Millis grace) {

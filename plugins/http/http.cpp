@@ -116,6 +116,7 @@ class HttpProbe {
         expect_text_(o.str("expect_status")),
         body_contains_(o.str("body_contains")),
         headers_(o.map("headers")) {
+    vitals::SocketWatchdog::start_thread();  // now, not in the first run
     if (uri_.getScheme() == "https")
       tls_ = tls_context(o.boolean("tls_verify"), o.str("ca_file"));
     else if (uri_.getScheme() != "http")

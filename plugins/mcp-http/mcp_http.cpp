@@ -425,6 +425,7 @@ class Http {
 class McpHttpProbe {
  public:
   McpHttpProbe(const vitals::Options& o, const vitals::Host& host) : host_(host) {
+    vitals::SocketWatchdog::start_thread();  // now, not in the first run
     try {
       url_ = Poco::URI(o.str("url"));
     } catch (const Poco::Exception& e) {

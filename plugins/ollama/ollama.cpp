@@ -370,6 +370,7 @@ void run_warmup(std::shared_ptr<Warmup> w, Target t, std::string model, Poco::Dy
 class OllamaProbe {
  public:
   OllamaProbe(const vitals::Options& o, const vitals::Host& host) : host_(host) {
+    vitals::SocketWatchdog::start_thread();  // now, not in the first run
     parse_url(o.str("url", "http://127.0.0.1:11434"));
     model_ = o.str("model", "nomic-embed-text");
     if (model_.empty()) throw std::runtime_error("model must not be empty");

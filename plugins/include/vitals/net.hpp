@@ -18,6 +18,7 @@
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
+#include <map>
 #include <mutex>
 #include <stdexcept>
 #include <string>
@@ -31,30 +32,64 @@ struct DeadlineExceeded : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+class SocketWatchdog;
+
+namespace detail {
+// The timer is one object for every plugin of the process built with this layout (a static of an
+// inline function is unique across shared objects): a change to WatchdogTimer or SocketWatchdog
+// needs a new namespace name, so plugins built with different layouts never share it.
+inline namespace watchdog_v1 {
+
+// The one thread that fires every SocketWatchdog of the process at its time. Started by the first
+// watchdog, or before by SocketWatchdog::start_thread(); it lives as long as the process (plugins
+// are never unloaded). Its mutex guards every watchdog's state too.
+class WatchdogTimer {
+ public:
+  static WatchdogTimer& get() {
+    static WatchdogTimer* const timer = new WatchdogTimer;  // never destroyed: the thread uses it
+    return *timer;
+  }
+  std::mutex m;
+  std::condition_variable cv;
+  std::multimap<uint64_t, SocketWatchdog*> due;  // armed watchdogs by fire time (monotonic ns)
+
+ private:
+  WatchdogTimer() {
+    std::thread([this] { loop(); }).detach();
+  }
+  void loop();
+};
+
+}  // namespace watchdog_v1
+}  // namespace detail
+
 // Shuts the watched socket down (SHUT_RDWR) just before the deadline, so a read or write blocked
 // in any library returns at once and the run still returns in time: it fires a tenth of the time
 // left early (at least 5 ms, at most 100 ms). It watches a duplicate of the descriptor, so the
-// library may close or replace its socket at any time. One thread per watchdog, joined by the
-// destructor.
+// library may close or replace its socket at any time. One thread fires every watchdog of the
+// process: none is started per watchdog. A plugin may call start_thread() in its constructor, so
+// that its first run does not start it (creating a thread waits while another thread is loading a
+// shared object, e.g. the agent loading the next plugin at startup).
 class SocketWatchdog {
  public:
-  explicit SocketWatchdog(const Deadline& d)
-      : deadline_ns_(d.ns()), fire_ns_(fire_time(d)), thread_([this] { loop(); }) {}
+  explicit SocketWatchdog(const Deadline& d) : timer_(detail::WatchdogTimer::get()) {
+    std::lock_guard<std::mutex> lock(timer_.m);
+    deadline_ns_ = d.ns();
+    arm(fire_time(d));
+  }
   SocketWatchdog(const SocketWatchdog&) = delete;
   SocketWatchdog& operator=(const SocketWatchdog&) = delete;
   ~SocketWatchdog() {
-    {
-      std::lock_guard<std::mutex> lock(m_);
-      stop_ = true;
-    }
-    cv_.notify_all();
-    thread_.join();
+    std::lock_guard<std::mutex> lock(timer_.m);
+    disarm();
     if (fd_ >= 0) close(fd_);
   }
 
+  static void start_thread() { detail::WatchdogTimer::get(); }
+
   // Watches this socket from now on (a new connection replaces the previous one).
   void watch(int fd) {
-    std::lock_guard<std::mutex> lock(m_);
+    std::lock_guard<std::mutex> lock(timer_.m);
     if (fd_ >= 0) close(fd_);
     fd_ = fd >= 0 ? fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1;
     if (fired_ && fd_ >= 0) shutdown(fd_, SHUT_RDWR);
@@ -62,23 +97,23 @@ class SocketWatchdog {
 
   // Moves the deadline (e.g. a later one for a cleanup step); a passed deadline fires at once.
   void reset(const Deadline& d) {
-    {
-      std::lock_guard<std::mutex> lock(m_);
-      if (d.ns() == deadline_ns_) return;
-      deadline_ns_ = d.ns();
-      fire_ns_ = fire_time(d);
-      fired_ = false;
-    }
-    cv_.notify_all();
+    std::lock_guard<std::mutex> lock(timer_.m);
+    if (d.ns() == deadline_ns_) return;
+    deadline_ns_ = d.ns();
+    fired_ = false;
+    disarm();
+    arm(fire_time(d));
   }
 
   // True once it fired (the watched socket, if any, was shut down).
   bool fired() const {
-    std::lock_guard<std::mutex> lock(m_);
+    std::lock_guard<std::mutex> lock(timer_.m);
     return fired_;
   }
 
  private:
+  friend class detail::WatchdogTimer;
+
   static uint64_t fire_time(const Deadline& d) {
     const auto left = std::chrono::duration_cast<std::chrono::nanoseconds>(d.remaining());
     const auto margin = std::clamp<std::chrono::nanoseconds>(
@@ -86,31 +121,46 @@ class SocketWatchdog {
     return d.ns() - static_cast<uint64_t>(std::min(margin, left).count());
   }
 
-  void loop() {
-    std::unique_lock<std::mutex> lock(m_);
-    while (!stop_) {
-      // steady_clock is CLOCK_MONOTONIC, the clock of the deadline.
-      const std::chrono::steady_clock::time_point until{std::chrono::nanoseconds(fire_ns_)};
-      if (!fired_ && std::chrono::steady_clock::now() >= until) {
-        fired_ = true;
-        if (fd_ >= 0) shutdown(fd_, SHUT_RDWR);
-      }
-      if (fired_)
-        cv_.wait(lock);
-      else
-        cv_.wait_until(lock, until);
-    }
+  // Both with timer_.m held.
+  void arm(uint64_t fire_ns) {
+    armed_ = timer_.due.emplace(fire_ns, this);
+    if (armed_ == timer_.due.begin()) timer_.cv.notify_one();  // sooner than the thread waits
+  }
+  void disarm() {
+    if (armed_ != timer_.due.end()) timer_.due.erase(armed_);
+    armed_ = timer_.due.end();
+  }
+  void fire() {  // by the timer's thread
+    armed_ = timer_.due.end();
+    fired_ = true;
+    if (fd_ >= 0) shutdown(fd_, SHUT_RDWR);
   }
 
-  mutable std::mutex m_;
-  std::condition_variable cv_;
-  uint64_t deadline_ns_;
-  uint64_t fire_ns_;
+  detail::WatchdogTimer& timer_;
+  std::multimap<uint64_t, SocketWatchdog*>::iterator armed_;
+  uint64_t deadline_ns_ = 0;
   int fd_ = -1;
   bool fired_ = false;
-  bool stop_ = false;
-  std::thread thread_;  // last: starts once the members above exist
 };
+
+inline void detail::WatchdogTimer::loop() {
+  std::unique_lock<std::mutex> lock(m);
+  for (;;) {
+    if (due.empty()) {
+      cv.wait(lock);
+      continue;
+    }
+    // steady_clock is CLOCK_MONOTONIC, the clock of the deadlines.
+    const std::chrono::steady_clock::time_point until{std::chrono::nanoseconds(due.begin()->first)};
+    if (std::chrono::steady_clock::now() < until) {
+      cv.wait_until(lock, until);
+      continue;
+    }
+    SocketWatchdog* dog = due.begin()->second;
+    due.erase(due.begin());
+    dog->fire();
+  }
+}
 
 // A pause while glibc's resolver threads work on getaddrinfo_a() lookups: at most 1 ms, never past
 // `until_ns`. Not gai_suspend(): one that times out just as a lookup completes leaves its waiter
