@@ -171,17 +171,6 @@ spdlog::level::level_enum to_spdlog(LogLevel l) {
   return spdlog::level::info;
 }
 
-// Loads the plugin files no probe uses (after the probes, which need not wait for them): each
-// one refused is a warning (/metrics counts them), in case a config comes to use it.
-void load_unused_plugins(const Prepared& p) {
-  p.plugins->scan(plugin_dirs_for(p.config));
-  for (const auto& r : p.plugins->refusals()) {
-    bool used = false;
-    for (const auto& pc : p.config.probes) used |= pc.plugin == r.name;
-    if (!used) spdlog::warn("refused plugin {} ({}): {}", r.path, r.reason, r.message);
-  }
-}
-
 // How long a stop may take once SIGTERM or SIGINT arrived: past it, a plugin call that does not
 // return (a create() during startup or a reload, a destroy()) is left behind and the agent exits.
 constexpr Millis kStopGrace{3000};
@@ -303,7 +292,9 @@ class Agent {
 
     // Each probe starts as soon as it is created, the shortest start_interval first (prepare):
     // a plugin slow to load holds back only the probes after it. Readiness is judged, and
-    // /health answered, once every probe is in; the plugins no probe uses are loaded last.
+    // /health answered, once every probe is in. Plugins no probe uses are not loaded: loading
+    // one would stall every thread's next access to a shared object's thread-local storage
+    // (glibc's dl_load_tls_lock), the first /health among them, and map code nobody runs.
     scheduler_ = std::make_unique<Scheduler>(config.start_period, [this] {
       if (installed_) check_ready();
     });
@@ -330,7 +321,6 @@ class Agent {
     spdlog::info("vitals {} listening on {} (at most {} connections) with {} probe(s)",
                  VITALS_VERSION, listen_, http->max_connections(), prepared->config.probes.size());
     check_ready();
-    load_unused_plugins(*prepared);
     log_plugins(*prepared->plugins, nullptr);
     current_ = std::move(*prepared);
 
@@ -398,7 +388,6 @@ class Agent {
       spdlog::warn("listen changed to {}; it takes effect at the next restart",
                    next->config.listen);
     apply_log_level(next->config);
-    load_unused_plugins(*next);
     log_plugins(*next->plugins, current_ ? current_->plugins.get() : nullptr);
     install(*next);
     current_ = std::move(*next);

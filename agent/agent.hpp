@@ -23,12 +23,12 @@ struct Prepared {
 
 // parse -> validate -> load plugins -> bind options -> create instances, probe by probe in the
 // order their first results are due (the shortest start_interval first), each plugin loaded just
-// before its first probe: only the plugins the probes use are loaded (the rest of the folder:
-// PluginHost::scan). Probes of `previous` whose definition is unchanged are reused as they are
-// (with their history). With only_probe set, only that probe is bound and created. Returns
-// nullopt with one-line errors, in the config's order. A probe whose create() did not return in
-// time (or crashed its worker) is kept, failing with stage `create`. `created`, if set, is called
-// with each new probe as soon as it is created, until a probe fails: the agent starts it.
+// before its first probe: only the plugins the probes use are loaded. Probes of `previous` whose
+// definition is unchanged are reused as they are (with their history). With only_probe set, only
+// that probe is bound and created. Returns nullopt with one-line errors, in the config's order. A
+// probe whose create() did not return in time (or crashed its worker) is kept, failing with stage
+// `create`. `created`, if set, is called with each new probe as soon as it is created, until a
+// probe fails: the agent starts it.
 using ProbesCreated = std::function<void(const std::shared_ptr<Probe>&)>;
 std::optional<Prepared> prepare(const std::string& config_path,
                                 const std::vector<std::shared_ptr<Probe>>& previous,

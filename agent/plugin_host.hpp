@@ -38,7 +38,7 @@ class PluginHost {
   // The plugin named `name` in `dirs`, loading as little as it can: <dir>/<name>.so of the first
   // folder that has that file; if none declares that name, every file (scan). Null if no file
   // does. The agent loads the plugins its probes use this way, each just before its probes are
-  // created, and the rest of the folder after they started (bench/coldstart.sh).
+  // created, and no other (bench/coldstart.sh).
   const Plugin* load_named(const std::vector<std::string>& dirs, const std::string& name);
   const Plugin* find(const std::string& name) const;
   const Refusal* refusal_for(const std::string& name) const;

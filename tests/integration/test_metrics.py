@@ -257,7 +257,8 @@ probes:
         version = run_vitals("version").stdout.split()[1]
         self.assertEqual(series(samples, "vitals_build_info"), [({"version": version}, 1)])
         self.assertEqual(one_value(samples, "vitals_config_last_reload_successful"), 1)
-        self.assertEqual(one_value(samples, "vitals_plugin_load_failures_total", reason="abi_major"), 1)
+        # fake-major2 is in the folder, but no probe uses it: not loaded, so not refused.
+        self.assertEqual(one_value(samples, "vitals_plugin_load_failures_total", reason="abi_major"), 0)
         self.assertEqual(one_value(samples, "vitals_plugin_load_failures_total", reason="dlopen"), 0)
         start = one_value(samples, "process_start_time_seconds")
         self.assertLessEqual(start, one_value(samples, "vitals_config_last_reload_success_timestamp_seconds"))
@@ -286,6 +287,19 @@ probes:
             agent, lambda s: one_value(s, "vitals_config_last_reload_successful") == 0, "reload failure")
         self.assertEqual(one_value(samples, "vitals_config_last_reload_success_timestamp_seconds"), loaded_at)
         self.promtool_clean(text)
+
+    def test_a_refused_plugin_is_counted_when_a_probe_uses_it(self):
+        # In the folder but used by no probe: never loaded, so never refused.
+        agent = self.start_agent(f"listen: 127.0.0.1:@PORT@\nplugin_dir: {self.plugin_dir(('fake-major2',))}\n"
+                                 "probes:\n  a: {plugin: tcp, options: {port: 1}}\n")
+        _, samples = parse_exposition(self.scrape(agent)[0])
+        self.assertEqual(one_value(samples, "vitals_plugin_load_failures_total", reason="abi_major"), 0)
+        with open(agent.log_path.replace(".stderr", ""), "a") as f:
+            f.write("  c: {plugin: fake-major2}\n")
+        agent.signal(signal.SIGHUP)  # rejected, and the refusal counted
+        self.wait_metric(agent, lambda s: one_value(s, "vitals_plugin_load_failures_total", reason="abi_major") == 1
+                         and one_value(s, "vitals_config_last_reload_successful") == 0, "the refusal counted")
+        self.assertIn("plugin 'fake-major2' was refused (abi_major)", agent.log())
 
 
 @NEEDS_PROMTOOL
