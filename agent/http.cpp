@@ -15,6 +15,7 @@
 #include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -69,15 +70,13 @@ char wake_tag;
 Reply text(int status, std::string body) {
   Reply r;
   r.status = status;
-  r.body = std::move(body);
+  r.shared_body = std::make_shared<const std::string>(std::move(body));
   return r;
 }
 
 Reply json(int status, std::string body) {
-  Reply r;
-  r.status = status;
+  Reply r = text(status, std::move(body));
   r.content_type = "application/json";
-  r.body = std::move(body);
   return r;
 }
 
@@ -94,9 +93,11 @@ const std::string& http_date() {
   return text;
 }
 
-std::string render(const Reply& r, bool head_only, bool close) {
-  std::string out;
-  out.reserve(192 + (head_only ? 0 : r.body.size()));
+// The answer to send for `r`: its head, and its body (shared, not copied) unless `head_only`.
+Answer render(const Reply& r, bool head_only, bool close) {
+  Answer a;
+  std::string& out = a.head;
+  out.reserve(192);
   out += "HTTP/1.1 ";
   out += std::to_string(r.status);
   out += ' ';
@@ -107,12 +108,12 @@ std::string render(const Reply& r, bool head_only, bool close) {
   out += "\r\nContent-Type: ";
   out += r.content_type;
   out += "\r\nCache-Control: no-store\r\nContent-Length: ";
-  out += std::to_string(r.body.size());
+  out += std::to_string(r.body().size());
   out += close ? "\r\nConnection: close\r\n" : "\r\nConnection: keep-alive\r\n";
   if (r.allow_header) out += "Allow: GET, HEAD\r\n";
   out += "\r\n";
-  if (!head_only) out += r.body;
-  return out;
+  if (!head_only && !r.body().empty()) a.body = r.shared_body;
+  return a;
 }
 
 // The end of the head starting at `from`: just past the first empty line, or npos.
@@ -131,6 +132,15 @@ bool is_tchar(char ch) {
 }
 
 }  // namespace
+
+const std::string& Reply::body() const {
+  static const std::string empty;
+  return shared_body ? *shared_body : empty;
+}
+
+std::string Answer::bytes() const {
+  return body ? head + *body : head;
+}
 
 bool Target::has(const std::string& key) const {
   for (const auto& [k, v] : query)
@@ -343,7 +353,7 @@ HeadParse parse_request_head(std::string_view in, RequestHead& out, std::size_t&
   return HeadParse::Complete;
 }
 
-std::string respond(const RequestHead& head, const HttpBackend& backend, bool& close) {
+Answer respond(const RequestHead& head, const HttpBackend& backend, bool& close) {
   // An unread body (or an unknown framing) must never be taken for the next request.
   close = !head.keep_alive || head.has_body || !head.known_version;
   Reply r;
@@ -359,16 +369,57 @@ std::string respond(const RequestHead& head, const HttpBackend& backend, bool& c
 }
 
 std::string respond_malformed() {
-  return render(text(400, "malformed request\n"), false, true);
+  return render(text(400, "malformed request\n"), false, true).bytes();
 }
 
 // ---- the event loop --------------------------------------------------------------------------
 
+void Output::add(std::string_view bytes) {
+  if (body_) {  // behind a body: its unsent rest is copied in, to keep the order
+    own_.append(*body_, body_sent_);
+    body_.reset();
+    body_sent_ = 0;
+  }
+  own_ += bytes;
+}
+
+void Output::add(Answer answer) {
+  add(answer.head);
+  body_ = std::move(answer.body);
+}
+
+std::size_t Output::size() const {
+  return own_.size() - own_sent_ + (body_ ? body_->size() - body_sent_ : 0);
+}
+
+ssize_t Output::send_to(int fd) {
+  std::array<iovec, 2> parts{};
+  msghdr message{};
+  message.msg_iov = parts.data();
+  if (own_sent_ < own_.size())
+    parts[message.msg_iovlen++] = {own_.data() + own_sent_, own_.size() - own_sent_};
+  if (body_ && body_sent_ < body_->size())
+    parts[message.msg_iovlen++] = {const_cast<char*>(body_->data()) + body_sent_,
+                                   body_->size() - body_sent_};
+  const ssize_t n = ::sendmsg(fd, &message, MSG_NOSIGNAL);
+  if (n <= 0) return n;
+  const std::size_t from_own = std::min(static_cast<std::size_t>(n), own_.size() - own_sent_);
+  own_sent_ += from_own;
+  body_sent_ += static_cast<std::size_t>(n) - from_own;
+  return n;
+}
+
+void Output::clear() {
+  release(own_);
+  own_sent_ = 0;
+  body_.reset();
+  body_sent_ = 0;
+}
+
 struct HttpServer::Connection {
   int fd = -1;
   std::string in;            // received, not yet answered
-  std::string out;           // to send
-  std::size_t sent = 0;      // bytes of `out` already sent
+  Output out;                // to send
   bool closing = false;      // close once `out` is sent
   bool lingering = false;    // write side shut; discarding input until EOF or the deadline
   bool peer_done = false;    // the client shut its write side
@@ -564,7 +615,7 @@ void HttpServer::serve(Connection& c, Clock::time_point now) {
     more = false;  // set when answering stopped at kOutputHigh with requests left
     std::size_t pos = 0;
     while (!c.closing) {
-      if (c.out.size() - c.sent >= kOutputHigh) {
+      if (c.out.size() >= kOutputHigh) {
         more = true;
         break;
       }
@@ -576,7 +627,7 @@ void HttpServer::serve(Connection& c, Clock::time_point now) {
         break;
       }
       if (parsed == HeadParse::Malformed) {
-        c.out += respond_malformed();
+        c.out.add(respond_malformed());
         c.closing = true;
         break;
       }
@@ -586,12 +637,7 @@ void HttpServer::serve(Connection& c, Clock::time_point now) {
         break;
       }
       bool close = false;
-      std::string answer = respond(head, backend_, close);
-      if (c.out.empty()) {
-        c.out = std::move(answer);  // a 600 KB /health is not copied once more
-      } else {
-        c.out += answer;  // pipelined
-      }
+      c.out.add(respond(head, backend_, close));
       c.closing = close;
       pos += used;
     }
@@ -605,18 +651,15 @@ void HttpServer::serve(Connection& c, Clock::time_point now) {
       c.in.erase(0, pos);
     }
 
-    while (c.sent < c.out.size()) {
-      const ssize_t n = ::send(c.fd, c.out.data() + c.sent, c.out.size() - c.sent, MSG_NOSIGNAL);
-      if (n < 0) {
+    while (!c.out.empty()) {
+      if (c.out.send_to(c.fd) < 0) {
         if (errno == EAGAIN || errno == EINTR) break;
         return drop(c);
       }
-      c.sent += static_cast<std::size_t>(n);
       c.deadline = now + kSendTimeout;
     }
-    if (c.sent < c.out.size()) return watch(c, EPOLLOUT);  // resumes when the client reads
-    release(c.out);
-    c.sent = 0;
+    if (!c.out.empty()) return watch(c, EPOLLOUT);  // resumes when the client reads
+    c.out.clear();
   }
   if (c.closing) {
     if (c.peer_done) return drop(c);
@@ -674,9 +717,9 @@ void HttpServer::sweep(Clock::time_point now) {
 
 void HttpServer::start_stream(Connection& c, Clock::time_point now) {
   if (streams_ >= kMaxEventStreams) {
-    c.out += render(
+    c.out.add(render(
         text(503, "too many event streams open (" + std::to_string(kMaxEventStreams) + ")\n"),
-        false, true);
+        false, true));
     c.closing = true;
     return;
   }
@@ -696,14 +739,15 @@ void HttpServer::start_stream(Connection& c, Clock::time_point now) {
   c.deadline = Clock::time_point::max();
   // A fixed socket buffer: what a slow reader can hold in the kernel is bounded too.
   setsockopt(c.fd, SOL_SOCKET, SO_SNDBUF, &kStreamSocketBuffer, sizeof kStreamSocketBuffer);
-  c.out += "HTTP/1.1 200 OK\r\nDate: ";
-  c.out += http_date();
-  c.out +=
+  std::string head = "HTTP/1.1 200 OK\r\nDate: ";
+  head += http_date();
+  head +=
       "\r\nContent-Type: text/event-stream\r\nCache-Control: no-store\r\n"
       "Connection: close\r\n\r\n";
+  c.out.add(head);
   std::string snapshot = render_health_json(backend_.snapshot(), backend_.facts().version);
   if (!snapshot.empty() && snapshot.back() == '\n') snapshot.pop_back();
-  c.out += event_text(++event_id_, "snapshot", snapshot);
+  c.out.add(event_text(++event_id_, "snapshot", snapshot));
   c.backlog = c.out.size() + kStreamBacklog;
 }
 
@@ -712,24 +756,21 @@ void HttpServer::start_stream(Connection& c, Clock::time_point now) {
 void HttpServer::flush_stream(Connection& c, Clock::time_point now) {
   const bool waiting_before = c.deadline != Clock::time_point::max();
   bool progress = false;
-  while (c.sent < c.out.size()) {
-    const ssize_t n = ::send(c.fd, c.out.data() + c.sent, c.out.size() - c.sent, MSG_NOSIGNAL);
-    if (n < 0) {
+  while (!c.out.empty()) {
+    if (c.out.send_to(c.fd) < 0) {
       if (errno == EAGAIN || errno == EINTR) break;
       return drop(c);
     }
-    c.sent += static_cast<std::size_t>(n);
     progress = true;
   }
-  if (c.sent == c.out.size()) {
-    release(c.out);
-    c.sent = 0;
+  if (c.out.empty()) {
+    c.out.clear();
     c.deadline = Clock::time_point::max();
     return watch(c, EPOLLIN);
   }
-  if (c.out.size() - c.sent > c.backlog) {
+  if (c.out.size() > c.backlog) {
     spdlog::info("http: dropping an event stream whose reader fell {} KiB behind",
-                 (c.out.size() - c.sent) / 1024);
+                 c.out.size() / 1024);
     return drop(c);
   }
   if (progress || !waiting_before) c.deadline = now + kSendTimeout;
@@ -812,7 +853,7 @@ void HttpServer::publish(Clock::time_point now) {
   if (events.empty()) return;
   for (auto& [fd, c] : connections_) {
     if (c->fd < 0 || !c->stream) continue;
-    c->out += events;
+    c->out.add(events);
     flush_stream(*c, now);
   }
 }

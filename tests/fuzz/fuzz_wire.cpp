@@ -61,7 +61,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
     require(whole_used > 0 && whole_used <= rest.size(), "used is out of range");
     bool close = false;
-    const std::string answer = vitals::respond(whole_head, kBackend, close);
+    const std::string answer = vitals::respond(whole_head, kBackend, close).bytes();
     require(answer.rfind("HTTP/1.1 ", 0) == 0, "status line");
     require(answer.find("\r\n\r\n") != std::string::npos, "end of the response head");
     if (close) break;

@@ -1,9 +1,14 @@
 // The request-head parser and the bytes the agent answers with, without a socket.
+#include <fcntl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <Poco/URI.h>
 #include <catch2/catch.hpp>
 
+#include <cerrno>
+#include <memory>
 #include <string>
 
 #include "http.hpp"
@@ -96,7 +101,8 @@ TEST_CASE("a complete head says how much it used, its version, keep-alive and bo
 
 TEST_CASE("responses: status line, framing headers, HEAD without a body", "[http]") {
   bool close = true;
-  const std::string get = respond(parse("GET /livez HTTP/1.1\r\n\r\n").head, kBackend, close);
+  const std::string get =
+      respond(parse("GET /livez HTTP/1.1\r\n\r\n").head, kBackend, close).bytes();
   CHECK_FALSE(close);
   CHECK_THAT(get, Catch::StartsWith("HTTP/1.1 200 OK\r\nDate: "));
   CHECK_THAT(get, Catch::Contains("\r\nContent-Type: text/plain; charset=utf-8\r\n"));
@@ -104,26 +110,83 @@ TEST_CASE("responses: status line, framing headers, HEAD without a body", "[http
   CHECK_THAT(get, Catch::Contains("\r\nConnection: keep-alive\r\n"));
   CHECK_THAT(get, Catch::EndsWith("\r\nContent-Length: 3\r\nConnection: keep-alive\r\n\r\nok\n"));
 
-  const std::string head = respond(parse("HEAD /livez HTTP/1.1\r\n\r\n").head, kBackend, close);
+  const std::string head =
+      respond(parse("HEAD /livez HTTP/1.1\r\n\r\n").head, kBackend, close).bytes();
   CHECK_THAT(head, Catch::EndsWith("\r\nContent-Length: 3\r\nConnection: keep-alive\r\n\r\n"));
 
   const std::string post =
-      respond(parse("POST /livez HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi").head, kBackend, close);
+      respond(parse("POST /livez HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi").head, kBackend, close)
+          .bytes();
   CHECK(close);  // the body is never read as a request
   CHECK_THAT(post, Catch::StartsWith("HTTP/1.1 405 Method Not Allowed\r\n"));
   CHECK_THAT(post, Catch::Contains("\r\nConnection: close\r\nAllow: GET, HEAD\r\n\r\n"));
 
-  CHECK_THAT(respond(parse("GET /nope HTTP/1.0\r\n\r\n").head, kBackend, close),
+  CHECK_THAT(respond(parse("GET /nope HTTP/1.0\r\n\r\n").head, kBackend, close).bytes(),
              Catch::StartsWith("HTTP/1.1 404 Not Found\r\n"));
   CHECK(close);
-  const std::string page = respond(parse("GET / HTTP/1.0\r\n\r\n").head, kBackend, close);
+  const std::string page = respond(parse("GET / HTTP/1.0\r\n\r\n").head, kBackend, close).bytes();
   CHECK_THAT(page, Catch::StartsWith("HTTP/1.1 200 OK\r\n"));
   CHECK_THAT(page, Catch::Contains("\r\nContent-Type: text/html; charset=utf-8\r\n"));
-  CHECK_THAT(respond(parse("GET /livez HTTP/2.0\r\n\r\n").head, kBackend, close),
+  CHECK_THAT(respond(parse("GET /livez HTTP/2.0\r\n\r\n").head, kBackend, close).bytes(),
              Catch::StartsWith("HTTP/1.1 400 Bad Request\r\n"));
   CHECK(close);
   CHECK_THAT(respond_malformed(), Catch::StartsWith("HTTP/1.1 400 Bad Request\r\n"));
   CHECK_THAT(respond_malformed(), Catch::EndsWith("Connection: close\r\n\r\nmalformed request\n"));
+}
+
+TEST_CASE("output resumes a partial send of head and body, in order behind pipelined bytes",
+          "[http]") {
+  int fds[2];
+  REQUIRE(socketpair(AF_UNIX, SOCK_STREAM, 0, fds) == 0);
+  const int small = 4096;  // the kernel's minimum: every send below is partial
+  setsockopt(fds[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+  fcntl(fds[0], F_SETFL, O_NONBLOCK);
+  std::string received;
+  const auto read_some = [&] {
+    char buf[3000];
+    const ssize_t n = ::read(fds[1], buf, sizeof buf);
+    REQUIRE(n > 0);
+    received.append(buf, static_cast<std::size_t>(n));
+  };
+  std::size_t sent = 0;
+  const auto send_some = [&](Output& out) {
+    const ssize_t n = out.send_to(fds[0]);
+    if (n < 0) REQUIRE(errno == EAGAIN);
+    if (n > 0) sent += static_cast<std::size_t>(n);
+  };
+
+  std::string body;
+  for (int i = 0; i < 50000; ++i) body += std::to_string(i);  // no two places alike
+  Answer first{std::string(50000, 'h'), std::make_shared<const std::string>(std::move(body))};
+  Answer second{"HTTP/1.1 200 OK\r\n\r\n", std::make_shared<const std::string>("ok\n")};
+  const std::string want = first.bytes() + second.bytes() + "event";
+  Output out;
+  out.add(first);
+  CHECK(out.size() == first.head.size() + first.body->size());
+  send_some(out);
+  CHECK(out.size() > first.body->size());  // the socket took less than the head
+  while (out.size() >= first.body->size() - 1000) {
+    read_some();
+    send_some(out);
+  }
+  // Part of the body is out: what is added now goes behind the rest of it.
+  out.add(second);
+  out.add("event");
+  CHECK(out.size() == want.size() - sent);
+  while (!out.empty()) {
+    read_some();
+    send_some(out);
+  }
+  out.clear();
+  ::close(fds[0]);
+  for (char buf[4096];;) {
+    const ssize_t n = ::read(fds[1], buf, sizeof buf);
+    if (n <= 0) break;
+    received.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(fds[1]);
+  CHECK(received.size() == want.size());
+  CHECK(received == want);
 }
 
 TEST_CASE("the connection cap keeps a quarter of the fd limit, at least 256, for the rest",

@@ -93,7 +93,7 @@ TEST_CASE("each refusal reason is counted in /metrics", "[loader]") {
   Health health;
   HttpBackend b{[&] { return health.snapshot(); }, [] { return AgentFacts{"9.9.9"}; },
                 [] { return true; }};
-  const std::string metrics = route("GET", "/metrics", false, b).body;
+  const std::string metrics = route("GET", "/metrics", false, b).body();
   for (const char* reason :
        {"missing_callback", "missing_name", "invalid_name", "missing_options"}) {
     CAPTURE(reason);
@@ -373,11 +373,18 @@ TEST_CASE("plain /health is rendered again when a result is recorded, else reuse
                 [&] { return health.generation(); },
                 // A granularity no test run reaches: only a change renders again.
                 std::make_shared<ReplyCache>(std::chrono::hours(1))};
-  const std::string before = route("GET", "/health", false, b).body;
-  CHECK(route("GET", "/health", false, b).body == before);
+  const std::string before = route("GET", "/health", false, b).body();
+  CHECK(route("GET", "/health", false, b).body() == before);
+  CHECK(snapshots == 1);
+  // Reused is the very same string, and the answer sends that one: no request copies it.
+  const Reply reused = route("GET", "/health", false, b);
+  CHECK(route("GET", "/health", false, b).shared_body == reused.shared_body);
+  bool close = true;
+  CHECK(respond(RequestHead{"GET", "/health", true, true, false}, b, close).body ==
+        reused.shared_body);
   CHECK(snapshots == 1);
   p->probes[0]->record(p->probes[0]->run_once());
-  const std::string after = route("GET", "/health", false, b).body;
+  const std::string after = route("GET", "/health", false, b).body();
   CHECK(snapshots == 2);
   CHECK_THAT(before, Catch::Contains("\"checked_at\":null"));
   CHECK_THAT(after, Catch::Contains("\"db\":{\"status\":\"pass\""));
@@ -402,19 +409,19 @@ TEST_CASE("HTTP routing answers from the snapshot", "[http]") {
   Reply r = route("GET", "/health", false, b);
   CHECK(r.status == 503);
   CHECK(r.content_type == "application/json");
-  CHECK_THAT(r.body, Catch::StartsWith("{\"status\":\"unhealthy\",\"ready\":false,"));
+  CHECK_THAT(r.body(), Catch::StartsWith("{\"status\":\"unhealthy\",\"ready\":false,"));
   CHECK_THAT(
-      r.body,
+      r.body(),
       Catch::Contains("\"db\":{\"status\":\"fail\",\"plugin\":\"fake-ok\",\"tier\":\"critical\""));
   CHECK(route("GET", "/health/cache", false, b).status == 200);
   CHECK(route("GET", "/health/db", false, b).status == 503);
   CHECK(route("GET", "/health/nope", false, b).status == 404);
-  CHECK(route("GET", "/health?format=line", false, b).body ==
+  CHECK(route("GET", "/health?format=line", false, b).body() ==
         "unhealthy ready=false 1/2 db:fake: fail\n");
-  CHECK(route("GET", "/readyz", false, b).body ==
+  CHECK(route("GET", "/readyz", false, b).body() ==
         "[-]db failed: fake: fail\nreadyz check failed\n");
   CHECK(route("GET", "/readyz?exclude=db", false, b).status == 200);
-  CHECK(route("GET", "/readyz?exclude=db&verbose", false, b).body ==
+  CHECK(route("GET", "/readyz?exclude=db&verbose", false, b).body() ==
         "[+]db excluded: ok\nreadyz check passed\n");
   CHECK(route("GET", "/livez", false, b).status == 200);
   CHECK(route("POST", "/health", false, b).status == 405);
@@ -425,11 +432,11 @@ TEST_CASE("HTTP routing answers from the snapshot", "[http]") {
   CHECK(route("GET", "/health/%zz", false, b).status == 400);
   Reply m = route("GET", "/metrics", false, b);
   CHECK(m.content_type == "text/plain; version=0.0.4; charset=utf-8");
-  CHECK_THAT(m.body,
+  CHECK_THAT(m.body(),
              Catch::Contains(
                  "vitals_probe_success{probe=\"db\",plugin=\"fake-ok\",tier=\"critical\"} 0\n"));
   CHECK_THAT(
-      m.body,
+      m.body(),
       Catch::Contains(
           "vitals_probe_fake_ok_runs{probe=\"cache\",plugin=\"fake-ok\",tier=\"optional\"} 1\n"));
 }
