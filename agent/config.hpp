@@ -120,7 +120,10 @@ inline bool split_host_port(const std::string& listen, std::string& host, int& p
   if (host.empty() || port_text.empty() || port_text.size() > 5 ||
       port_text.find_first_not_of("0123456789") != std::string::npos)
     return false;
-  port = std::stoi(port_text);
+  // Digits only, so no std::stoi: strtol would fault in the locale's ctype table for every
+  // `vitals check` (a page fault costs 10-15 us in a VM; bench/RESULTS.md, section 2).
+  port = 0;
+  for (const char c : port_text) port = port * 10 + (c - '0');
   return port > 0 && port <= 65535;
 }
 
