@@ -597,9 +597,10 @@ probes:
             wait_for(lambda: agent.log().count("reloaded ") >= i, what=f"reload {i}")
         time.sleep(0.5)
         threads_after = steady_counts(agent.proc.pid)[0]
-        # One hung run for the probe whatever the number of reloads (+1: the new definition's
-        # idle runner, waiting for that run to return).
-        self.assertLessEqual(threads_after, threads_before + 1,
+        # One hung run for the probe whatever the number of reloads: a pile-up would add a thread
+        # per reload (30). The runner pool may grow meanwhile on a loaded machine, by at most its
+        # eager size (4 runners) plus the new definition's idle runner (it flaked at +1 at load 5).
+        self.assertLessEqual(threads_after, threads_before + 5,
                              f"{reloads} reloads: {threads_before} -> {threads_after} threads")
         hangs = agent.probe("hangs")
         self.assertEqual((hangs["status"], hangs["stage"]), ("fail", "timeout"))
