@@ -143,7 +143,8 @@ std::optional<Prepared> prepare(Config config, const std::vector<std::shared_ptr
   for (const std::size_t i : order) {
     made[i] = make_probe(out, c.probes[i], previous, problems[i]);
     failed |= !made[i];
-    if (created && !failed) created(made[i]);
+    const bool fresh = std::find(previous.begin(), previous.end(), made[i]) == previous.end();
+    if (created && !failed && fresh) created(made[i]);
   }
   for (std::size_t i = 0; i < n; ++i) {
     errors.insert(errors.end(), problems[i].begin(), problems[i].end());
@@ -300,15 +301,15 @@ class Agent {
     });
     scheduler_->start();
     std::vector<std::string> errors;
-    auto prepared = prepare(std::move(*parsed.config), {}, errors, "",
-                            [this](const auto& probe) { scheduler_->add(probe); });
+    auto prepared = prepare(std::move(*parsed.config), {}, errors, "", [this](const auto& probe) {
+      if (!stop_requested()) scheduler_->add(probe);  // none after SIGTERM
+    });
     if (!prepared) {
       for (const auto& e : errors) spdlog::error("{}", e);
       return kPermanent;
     }
     if (stop_requested()) return kOk;
     install(*prepared);
-    installed_ = true;
     facts_.version = VITALS_VERSION;
     facts_.process_start = health_.started_at();
     facts_.last_reload_success = std::chrono::system_clock::now();
@@ -320,6 +321,7 @@ class Agent {
     listen_ = prepared->config.listen;
     spdlog::info("vitals {} listening on {} (at most {} connections) with {} probe(s)",
                  VITALS_VERSION, listen_, http->max_connections(), prepared->config.probes.size());
+    installed_ = true;  // serving: readiness may be told from now on
     check_ready();
     log_plugins(*prepared->plugins, nullptr);
     current_ = std::move(*prepared);

@@ -135,7 +135,8 @@ const Plugin* PluginHost::load_named(const std::vector<std::string>& dirs,
                                      const std::string& name) {
   dirs_ = dirs;
   if (const Plugin* p = find(name)) return p;
-  for (const auto& dir : dirs) {
+  // Only a plugin name (never a path) makes a file name.
+  for (const auto& dir : valid_plugin_name(name) ? dirs : std::vector<std::string>{}) {
     const std::string file = (std::filesystem::path(dir) / (name + ".so")).string();
     std::error_code ec;
     if (!std::filesystem::is_regular_file(file, ec)) continue;
@@ -217,9 +218,29 @@ std::optional<Refusal> PluginHost::load(const std::string& path) {
   if (p.option_count && !p.options)
     return refuse("missing_options", "the descriptor declares " + std::to_string(p.option_count) +
                                          " options but its option table is NULL");
-  if (find(p.name))
-    return refuse("duplicate_name", std::string("duplicate plugin name '") + p.name +
-                                        "', already loaded from " + find(p.name)->path);
+  // One plugin a name. <name>.so takes it from a file named otherwise, whichever was loaded
+  // first: the agent loads <name>.so files first, `vitals plugins` every file in order, and both
+  // end with the same one. Otherwise the first loaded (the earlier folder) keeps it.
+  if (const Plugin* held = find(p.name)) {
+    const auto named = [&](const std::string& file) {
+      return std::filesystem::path(file).stem() == p.name;
+    };
+    if (!named(path) || named(held->path))
+      return refuse("duplicate_name", std::string("duplicate plugin name '") + p.name +
+                                          "', already loaded from " + held->path);
+    auto it = std::find_if(plugins_.begin(), plugins_.end(),
+                           [&](const auto& q) { return q.get() == held; });
+    refusals_.push_back({held->path, std::filesystem::path(held->path).stem().string(),
+                         "duplicate_name",
+                         std::string("duplicate plugin name '") + p.name + "', taken by " + path +
+                             ", the file named after it"});
+    {
+      std::lock_guard lock(g_counts_mutex);
+      ++g_counts["duplicate_name"];
+    }
+    displaced_.push_back(std::move(*it));  // kept: nothing may point at freed memory
+    plugins_.erase(it);
+  }
   plugins_.push_back(std::move(plugin));
   return std::nullopt;
 }

@@ -30,7 +30,9 @@ struct Refusal {
 class PluginHost {
  public:
   // Loads every *.so in each folder (not recursive), folder by folder in order, but for files
-  // already tried: a name already loaded is refused (duplicate_name). Handles stay open for the
+  // already tried. One plugin a name: <name>.so, else the first file loaded, keeps it; the others
+  // are refused (duplicate_name), so which one wins does not depend on the order of the loads
+  // (load_named loads <name>.so files first). Handles stay open for the
   // life of the process; a rescan (a new host) reuses them, unless the file was replaced (a new
   // inode): then the new file is loaded.
   void scan(const std::vector<std::string>& dirs);
@@ -56,6 +58,7 @@ class PluginHost {
   std::vector<std::string> dirs_;
   std::set<std::string> tried_;
   std::vector<std::shared_ptr<Plugin>> plugins_;
+  std::vector<std::shared_ptr<Plugin>> displaced_;  // lost their name to a <name>.so
   std::vector<Refusal> refusals_;
 };
 

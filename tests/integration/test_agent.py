@@ -597,7 +597,7 @@ plugin_dir: {FAKES}
 start_period: 30s
 probes:
   slow: {{plugin: fake-load-gate, interval: 1m}}
-  fast: {{plugin: fake-ok, interval: 1m, start_interval: 20ms, options: {{count: {runs}}}}}
+  fast: {{plugin: fake-ok, interval: 1m, start_interval: 20ms, isolation: thread, options: {{count: {runs}}}}}
 """)
         r, w = os.pipe()
         self.addCleanup(os.close, r)

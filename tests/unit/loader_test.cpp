@@ -85,6 +85,36 @@ TEST_CASE("a plugin is loaded by name, alone; a name another file declares is fo
   REQUIRE(found);
   CHECK(found->path == (s.dir / "renamed.so").string());
   CHECK_FALSE(other.load_named({s.dir.string()}, "fake-missing"));
+
+  // A plugin name, never a path: "../fakes/fake-ok" is not a file to load.
+  PluginHost paths;
+  CHECK_FALSE(paths.load_named({VITALS_TEST_PLUGIN_DIR}, "../fakes/fake-ok"));
+}
+
+TEST_CASE("<name>.so keeps its name against a file named otherwise, whatever is loaded first",
+          "[loader]") {
+  // The first folder has renamed.so declaring fake-ok; the second, fake-ok.so.
+  Scratch a, b;
+  fs::copy_file(fs::path(VITALS_TEST_PLUGIN_DIR) / "fake-v2.so", a.dir / "renamed.so");
+  fs::copy_file(fs::path(VITALS_TEST_PLUGIN_DIR) / "fake-ok.so", b.dir / "fake-ok.so");
+  const std::vector<std::string> dirs = {a.dir.string(), b.dir.string()};
+  const std::string named = (b.dir / "fake-ok.so").string();
+
+  PluginHost by_name;  // as a probe of fake-ok alone
+  REQUIRE(by_name.load_named(dirs, "fake-ok"));
+  CHECK(by_name.find("fake-ok")->path == named);
+
+  PluginHost scan_first;  // a probe of a missing plugin scans every file first
+  CHECK_FALSE(scan_first.load_named(dirs, "fake-missing"));
+  REQUIRE(scan_first.load_named(dirs, "fake-ok"));
+  CHECK(scan_first.find("fake-ok")->path == named);
+  const Refusal* r = scan_first.refusal_for("renamed");
+  REQUIRE(r);
+  CHECK(r->reason == "duplicate_name");
+
+  PluginHost all;  // `vitals plugins`
+  all.scan(dirs);
+  CHECK(all.find("fake-ok")->path == named);
 }
 
 TEST_CASE("each refusal reason is counted in /metrics", "[loader]") {

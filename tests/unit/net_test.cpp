@@ -55,7 +55,7 @@ TEST_CASE("socket watchdogs share one thread and shut each socket down at its ow
   vitals::SocketWatchdog late_dog(in_ms(30'000));
   late_dog.watch(late.fd[0]);
   {
-    vitals::SocketWatchdog gone(in_ms(20));  // destroyed before its time: never fires
+    vitals::SocketWatchdog gone(in_ms(300));  // destroyed before its time: never fires
     gone.watch(dropped.fd[0]);
   }
   vitals::SocketWatchdog soon_dog(in_ms(50));
@@ -63,7 +63,8 @@ TEST_CASE("socket watchdogs share one thread and shut each socket down at its ow
   CHECK(soon.read_peer() == 0);  // shut down: the peer reads end-of-file
   CHECK(soon_dog.fired());
   CHECK_FALSE(late_dog.fired());
-  CHECK(send(dropped.fd[1], "x", 1, MSG_NOSIGNAL) == 1);  // both ends still open
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));  // past the time `gone` had
+  CHECK(send(dropped.fd[1], "x", 1, MSG_NOSIGNAL) == 1);        // both ends still open
   char c;
   CHECK(recv(dropped.fd[0], &c, 1, 0) == 1);
 

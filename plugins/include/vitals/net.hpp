@@ -32,18 +32,17 @@ struct DeadlineExceeded : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-class SocketWatchdog;
+class __attribute__((visibility("hidden"))) SocketWatchdog;
 
 namespace detail {
-// The timer is one object for every plugin of the process built with this layout (a static of an
-// inline function is unique across shared objects): a change to WatchdogTimer or SocketWatchdog
-// needs a new namespace name, so plugins built with different layouts never share it.
+// One timer for each plugin file (hidden: never shared with another plugin, which may have been
+// built with another version of this header).
 inline namespace watchdog_v1 {
 
-// The one thread that fires every SocketWatchdog of the process at its time. Started by the first
+// The one thread that fires every SocketWatchdog of this plugin at its time. Started by the first
 // watchdog, or before by SocketWatchdog::start_thread(); it lives as long as the process (plugins
 // are never unloaded). Its mutex guards every watchdog's state too.
-class WatchdogTimer {
+class __attribute__((visibility("hidden"))) WatchdogTimer {
  public:
   static WatchdogTimer& get() {
     static WatchdogTimer* const timer = new WatchdogTimer;  // never destroyed: the thread uses it
@@ -67,10 +66,10 @@ class WatchdogTimer {
 // in any library returns at once and the run still returns in time: it fires a tenth of the time
 // left early (at least 5 ms, at most 100 ms). It watches a duplicate of the descriptor, so the
 // library may close or replace its socket at any time. One thread fires every watchdog of the
-// process: none is started per watchdog. A plugin may call start_thread() in its constructor, so
+// plugin: none is started per watchdog. A plugin may call start_thread() in its constructor, so
 // that its first run does not start it (creating a thread waits while another thread is loading a
 // shared object, e.g. the agent loading the next plugin at startup).
-class SocketWatchdog {
+class __attribute__((visibility("hidden"))) SocketWatchdog {
  public:
   explicit SocketWatchdog(const Deadline& d) : timer_(detail::WatchdogTimer::get()) {
     std::lock_guard<std::mutex> lock(timer_.m);
