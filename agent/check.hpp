@@ -41,9 +41,7 @@ std::optional<std::string> quick_config_listen(const std::string& path);
 // The agent's HOST:PORT as `check` connects to it: a wildcard host becomes the loopback address.
 bool check_host_port(const std::string& hostport, std::string& host, int& port);
 // GET /health (or /health/PROBE, or /readyz with `ready`) as one line, printed; 0 on a 200, else 1.
-// `half_close`: as agent_get().
-int ask_agent(const std::string& host, int port, const std::string& probe, bool ready,
-              bool half_close = false);
+int ask_agent(const std::string& host, int port, const std::string& probe, bool ready);
 // The HOST:PORT `vitals check -c FILE` connects to: the config's `listen`, read exactly as the
 // agent reads it; "" with `error` set if the file cannot be read.
 std::string check_listen(const std::string& config_path, std::string& error);
@@ -51,12 +49,9 @@ std::string check_listen(const std::string& config_path, std::string& error);
 // installed config, else the default; a wildcard host means the loopback. False with `error`.
 bool agent_address(const std::string& config, const std::string& url, std::string& host, int& port,
                    std::string& error);
-// One HTTP/1.0 GET within 2 s: the status code, or -1 with `error` set. With `half_close` (only
-// for the agent's own `listen:` address: some proxies take a client's FIN for an abort) the request
-// and the end of the client's input go in one segment, so the agent wakes once and closes at once,
-// instead of waking again for the client's close.
+// One HTTP/1.0 GET within 2 s: the status code, or -1 with `error` set.
 int agent_get(const std::string& host, int port, const std::string& target, std::string& body,
-              std::string& error, bool half_close = false);
+              std::string& error);
 }  // namespace vitals
 
 // check_main, for the front end (visible: the core library exports it beside vitals_core_main).

@@ -248,7 +248,7 @@ bool check_host_port(const std::string& hostport, std::string& host, int& port) 
 }
 
 int agent_get(const std::string& host, int port, const std::string& target, std::string& body,
-              std::string& error, bool half_close) {
+              std::string& error) {
   const long deadline = now_ms() + kDeadlineMs;
   const std::string where =
       (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" + std::to_string(port);
@@ -260,11 +260,9 @@ int agent_get(const std::string& host, int port, const std::string& target, std:
   } closer{fd};
   const std::string req = "GET " + target + " HTTP/1.0\r\nHost: " + where +
                           "\r\nUser-Agent: vitals-check\r\nConnection: close\r\n\r\n";
-  // MSG_MORE holds the request back until shutdown() sends it with the FIN.
-  const int flags = MSG_NOSIGNAL | (half_close ? MSG_MORE : 0);
   size_t sent = 0;
   while (sent < req.size()) {
-    const ssize_t n = send(fd, req.data() + sent, req.size() - sent, flags);
+    const ssize_t n = send(fd, req.data() + sent, req.size() - sent, MSG_NOSIGNAL);
     if (n > 0) {
       sent += static_cast<size_t>(n);
     } else if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
@@ -273,7 +271,7 @@ int agent_get(const std::string& host, int port, const std::string& target, std:
       break;
     }
   }
-  if (sent < req.size() || (half_close && shutdown(fd, SHUT_WR) != 0)) {
+  if (sent < req.size()) {
     error = "unable to send to " + where;
     return -1;
   }
@@ -306,13 +304,12 @@ int agent_get(const std::string& host, int port, const std::string& target, std:
   return status;
 }
 
-int ask_agent(const std::string& host, int port, const std::string& probe, bool ready,
-              bool half_close) {
+int ask_agent(const std::string& host, int port, const std::string& probe, bool ready) {
   const std::string target = ready           ? "/readyz?format=line"
                              : probe.empty() ? "/health?format=line"
                                              : "/health/" + url_encode(probe) + "?format=line";
   std::string body, error;
-  const int status = agent_get(host, port, target, body, error, half_close);
+  const int status = agent_get(host, port, target, body, error);
   if (status < 0) return say(kFail, "unreachable: " + error);
   if (status == 404 && !probe.empty()) return say(kFail, "no such probe: " + probe);
   body = trim(body.substr(0, body.find('\n')));
@@ -406,8 +403,7 @@ int run_check(int argc, char** argv) {
   const std::optional<QuickCommandLine> r = quick_command_line(argc, argv);
   if (!r || r->command != "check") return core_check(argc, argv);
   std::string listen = Config{}.listen;
-  const bool own_address = r->url.empty();  // the agent's `listen:`, not a URL (maybe a proxy)
-  if (!r->url.empty()) {                    // as agent_address() takes it
+  if (!r->url.empty()) {  // as agent_address() takes it
     const bool http = r->url.rfind("http://", 0) == 0;
     if (!http && r->url.find("://") != std::string::npos) return core_check(argc, argv);
     const std::string rest = http ? r->url.substr(7) : r->url;
@@ -420,7 +416,7 @@ int run_check(int argc, char** argv) {
   std::string host;
   int port = 0;
   if (!check_host_port(listen, host, port)) return core_check(argc, argv);
-  return ask_agent(host, port, r->probe, r->ready, own_address);
+  return ask_agent(host, port, r->probe, r->ready);
 }
 
 }  // namespace vitals
