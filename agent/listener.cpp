@@ -1,8 +1,6 @@
 #include "listener.hpp"
 
 #include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -16,10 +14,6 @@
 namespace vitals {
 
 namespace {
-
-// One retransmitted SYN-ACK (after 1 s): a client that connects and sends nothing is accepted
-// then, and closed after the request timeout as ever.
-constexpr int kDeferAcceptSeconds = 1;
 
 std::mutex g_mutex;
 std::string g_adopted_for;
@@ -65,11 +59,6 @@ int open_listener(const std::string& listen, std::string& error) {
     error = reason(errno);
     if (fd >= 0) close(fd);
     fd = -1;
-  }
-  if (fd >= 0) {
-    // A connection is handed over with its first bytes: the agent wakes once per `vitals check`
-    // (with the request there), not once for the handshake and again for the data.
-    setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &kDeferAcceptSeconds, sizeof kDeferAcceptSeconds);
   }
   freeaddrinfo(found);
   return fd;

@@ -11,8 +11,7 @@ namespace vitals {
 
 // A listening TCP socket on "host:port" (a numeric address, or a name: its first IPv4 address,
 // else its first one): SO_REUSEADDR (a restart binds while old connections linger), never
-// SO_REUSEPORT (a second agent would share the port), backlog 1024, non-blocking, close-on-exec,
-// TCP_DEFER_ACCEPT of 1 s (accept returns a connection once its request is there).
+// SO_REUSEPORT (a second agent would share the port), backlog 1024, non-blocking, close-on-exec.
 // Returns the fd, or -1 with `error` set to the reason alone ("address already in use",
 // "name or service not known").
 int open_listener(const std::string& listen, std::string& error);
