@@ -2,6 +2,7 @@
 // (check_client.cpp) does not take for certain is answered here, with the agent's own code.
 #include "check.hpp"
 
+#include <netdb.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -17,6 +18,24 @@ std::string check_listen(const std::string& config_path, std::string& error) {
   ListenResult r = load_listen(config_path);  // the agent's own code
   if (!r.listen) error = r.errors.empty() ? config_path + ": unreadable" : r.errors.front();
   return r.listen.value_or("");
+}
+
+int connect_any(const std::string& host, int port, const std::string& where, long deadline,
+                std::string& error) {
+  addrinfo hints{};
+  hints.ai_flags = AI_NUMERICSERV;
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  if (const int rc = getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &found)) {
+    error = "unable to resolve " + host + ": " + gai_strerror(rc);
+    return -1;
+  }
+  int fd = -1;
+  for (const addrinfo* a = found; a && fd < 0; a = a->ai_next)
+    fd = connect_to(a->ai_addr, a->ai_addrlen, where, deadline, error);
+  freeaddrinfo(found);
+  return fd;
 }
 
 bool agent_address(const std::string& config, const std::string& url, std::string& host, int& port,
@@ -51,7 +70,7 @@ int check_main(int argc, char** argv) {
     std::printf("%.4095s\n", ("usage error: " + error).c_str());  // as ask_agent's lines
     return 1;
   }
-  return ask_agent(host, port, cl.probe, cl.ready);
+  return ask_agent(connect_any, host, port, cl.probe, cl.ready);
 }
 
 }  // namespace vitals

@@ -1,10 +1,13 @@
 // `vitals check`: the HEALTHCHECK client; exits 0 if the agent answers 200, else 1 (always 0 or 1:
 // Docker reserves 2). Two halves, so a HEALTHCHECK starts like a C program:
-//  - check_client.cpp, in the front end and the core library: libc and std::string alone. It
-//    answers the usual command lines itself (run_check);
-//  - check.cpp, in the core library only: the whole command (CLI11, the agent's config code), for
-//    every other command line and config. The front end loads the core library for those.
+//  - check_client.cpp, in the static front end and the core library: libc and std::string alone,
+//    no name resolution. The front end answers the usual command lines itself (quick_check);
+//  - check.cpp, in the core library only: the whole command (CLI11, the agent's config code, host
+//    names), for every other command line and config. The front end hands those to the agent
+//    executable (main.cpp), which loads the core library.
 #pragma once
+
+#include <sys/socket.h>
 
 #include <optional>
 #include <string>
@@ -12,9 +15,10 @@
 
 namespace vitals {
 
-// The front end's `vitals check`: quick_command_line() and quick_config_listen() answer, else the
-// core library's check_main (the same answer, the slower way).
-int run_check(int argc, char** argv);
+// The front end's `vitals check`, when quick_command_line() and quick_config_listen() take it and
+// the address is numeric: the exit code. nullopt otherwise: then check_main gives the same answer,
+// the slower way.
+std::optional<int> quick_check(int argc, char** argv);
 // The whole `vitals check`: the command line parsed as every subcommand's (command_line.cpp),
 // `listen` read by the agent's own config code.
 int check_main(int argc, char** argv);
@@ -40,8 +44,22 @@ std::optional<std::string> quick_config_listen(const std::string& path);
 
 // The agent's HOST:PORT as `check` connects to it: a wildcard host becomes the loopback address.
 bool check_host_port(const std::string& hostport, std::string& host, int& port);
+// A connected socket to HOST:PORT by `deadline` (CLOCK_MONOTONIC ms), or -1 with `error` set;
+// `where` names the address in that error.
+using Connector = int (*)(const std::string& host, int port, const std::string& where,
+                          long deadline, std::string& error);
+// A numeric IPv4 or IPv6 address only (check_client.cpp: the front end has no resolver).
+int connect_numeric(const std::string& host, int port, const std::string& where, long deadline,
+                    std::string& error);
+// A host name too, resolved as the agent's listener resolves it, each address in turn (check.cpp).
+int connect_any(const std::string& host, int port, const std::string& where, long deadline,
+                std::string& error);
+// One address, non-blocking, by the deadline (what both connectors use).
+int connect_to(const sockaddr* addr, socklen_t len, const std::string& where, long deadline,
+               std::string& error);
 // GET /health (or /health/PROBE, or /readyz with `ready`) as one line, printed; 0 on a 200, else 1.
-int ask_agent(const std::string& host, int port, const std::string& probe, bool ready);
+int ask_agent(Connector connect, const std::string& host, int port, const std::string& probe,
+              bool ready);
 // The HOST:PORT `vitals check -c FILE` connects to: the config's `listen`, read exactly as the
 // agent reads it; "" with `error` set if the file cannot be read.
 std::string check_listen(const std::string& config_path, std::string& error);
@@ -50,9 +68,10 @@ std::string check_listen(const std::string& config_path, std::string& error);
 bool agent_address(const std::string& config, const std::string& url, std::string& host, int& port,
                    std::string& error);
 // One HTTP/1.0 GET within 2 s: the status code, or -1 with `error` set.
-int agent_get(const std::string& host, int port, const std::string& target, std::string& body,
-              std::string& error);
+int agent_get(Connector connect, const std::string& host, int port, const std::string& target,
+              std::string& body, std::string& error);
 }  // namespace vitals
 
-// check_main, for the front end (visible: the core library exports it beside vitals_core_main).
+// check_main, for the agent executable (visible: the core library exports it beside
+// vitals_core_main).
 extern "C" __attribute__((visibility("default"))) int vitals_core_check(int argc, char** argv);

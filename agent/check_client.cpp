@@ -1,10 +1,10 @@
-// The half of `vitals check` that needs libc alone (check.hpp): the front end answers a HEALTHCHECK
-// with it before any C++ runtime initialisation beyond std::string (no iostreams, no locale, no
-// CLI11, no yaml-cpp), and the core library uses its HTTP client for `check` and `status`.
+// The half of `vitals check` that needs libc alone (check.hpp): the static front end answers a
+// HEALTHCHECK with it before any C++ runtime initialisation beyond std::string (no iostreams, no
+// locale, no CLI11, no yaml-cpp), and the core library uses its HTTP client for `check` and
+// `status`. No name resolution here (check.cpp has it): getaddrinfo() in a static executable would
+// load glibc's NSS modules at run time.
 #include <arpa/inet.h>
-#include <dlfcn.h>
 #include <fcntl.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -94,64 +94,6 @@ std::string reason(int err) {
   return r;
 }
 
-// A connected socket to one address within the deadline, or -1 with `error` set.
-int connect_to(const sockaddr* addr, socklen_t len, const std::string& where, long deadline,
-               std::string& error) {
-  const int fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) {
-    error = std::string("unable to create a socket: ") + std::strerror(errno);
-    return -1;
-  }
-  int soerr = 0;
-  if (connect(fd, addr, len) != 0 && errno != EINPROGRESS) {
-    soerr = errno;
-  } else if (!wait_fd(fd, POLLOUT, deadline)) {
-    error = "unable to connect to " + where + ": timed out";
-    close(fd);
-    return -1;
-  } else {
-    socklen_t soerr_len = sizeof soerr;
-    getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &soerr_len);
-  }
-  if (soerr) {
-    error = "unable to connect to " + where + ": " + reason(soerr);
-    close(fd);
-    return -1;
-  }
-  return fd;
-}
-
-// A connected socket to host:port: a numeric address directly (getaddrinfo would give just it),
-// a host name as the agent's listener takes it (resolved), every address tried in turn.
-int connect_host(const std::string& host, int port, const std::string& where, long deadline,
-                 std::string& error) {
-  sockaddr_in v4{};
-  sockaddr_in6 v6{};
-  if (inet_pton(AF_INET, host.c_str(), &v4.sin_addr) == 1) {
-    v4.sin_family = AF_INET;
-    v4.sin_port = htons(static_cast<uint16_t>(port));
-    return connect_to(reinterpret_cast<sockaddr*>(&v4), sizeof v4, where, deadline, error);
-  }
-  if (inet_pton(AF_INET6, host.c_str(), &v6.sin6_addr) == 1) {
-    v6.sin6_family = AF_INET6;
-    v6.sin6_port = htons(static_cast<uint16_t>(port));
-    return connect_to(reinterpret_cast<sockaddr*>(&v6), sizeof v6, where, deadline, error);
-  }
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* found = nullptr;
-  if (const int rc = getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &found)) {
-    error = "unable to resolve " + host + ": " + gai_strerror(rc);
-    return -1;
-  }
-  int fd = -1;
-  for (const addrinfo* a = found; a && fd < 0; a = a->ai_next)
-    fd = connect_to(a->ai_addr, a->ai_addrlen, where, deadline, error);
-  freeaddrinfo(found);
-  return fd;
-}
-
 // The lines of a text, one at a time, without their '\n'.
 struct Lines {
   std::string_view text;
@@ -227,18 +169,59 @@ bool read_small_file(const std::string& path, std::string& text) {
   return ok;
 }
 
-// `check` as the core library answers it, for what the quick path does not take.
-int core_check(int argc, char** argv) {
-  const std::string lib = pkglib_dir() + "/libvitals-core.so";
-  void* core = dlopen(lib.c_str(), RTLD_LAZY | RTLD_LOCAL);
-  auto entry =
-      core ? reinterpret_cast<int (*)(int, char**)>(dlsym(core, "vitals_core_check")) : nullptr;
-  if (!entry)
-    return say(kFail, "unable to load " + lib + ": " + (core ? "no vitals_core_check" : dlerror()));
-  return entry(argc, argv);
+// An IPv4 or IPv6 address as numbers: what the quick path connects to.
+bool numeric_host(const std::string& host) {
+  in6_addr addr;
+  return inet_pton(AF_INET, host.c_str(), &addr) == 1 ||
+         inet_pton(AF_INET6, host.c_str(), &addr) == 1;
 }
 
 }  // namespace
+
+// A connected socket to one address within the deadline, or -1 with `error` set.
+int connect_to(const sockaddr* addr, socklen_t len, const std::string& where, long deadline,
+               std::string& error) {
+  const int fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    error = std::string("unable to create a socket: ") + std::strerror(errno);
+    return -1;
+  }
+  int soerr = 0;
+  if (connect(fd, addr, len) != 0 && errno != EINPROGRESS) {
+    soerr = errno;
+  } else if (!wait_fd(fd, POLLOUT, deadline)) {
+    error = "unable to connect to " + where + ": timed out";
+    close(fd);
+    return -1;
+  } else {
+    socklen_t soerr_len = sizeof soerr;
+    getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &soerr_len);
+  }
+  if (soerr) {
+    error = "unable to connect to " + where + ": " + reason(soerr);
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+int connect_numeric(const std::string& host, int port, const std::string& where, long deadline,
+                    std::string& error) {
+  sockaddr_in v4{};
+  sockaddr_in6 v6{};
+  if (inet_pton(AF_INET, host.c_str(), &v4.sin_addr) == 1) {
+    v4.sin_family = AF_INET;
+    v4.sin_port = htons(static_cast<uint16_t>(port));
+    return connect_to(reinterpret_cast<sockaddr*>(&v4), sizeof v4, where, deadline, error);
+  }
+  if (inet_pton(AF_INET6, host.c_str(), &v6.sin6_addr) == 1) {
+    v6.sin6_family = AF_INET6;
+    v6.sin6_port = htons(static_cast<uint16_t>(port));
+    return connect_to(reinterpret_cast<sockaddr*>(&v6), sizeof v6, where, deadline, error);
+  }
+  error = "unable to connect to " + where + ": not a numeric address";
+  return -1;
+}
 
 bool check_host_port(const std::string& hostport, std::string& host, int& port) {
   if (!split_host_port(hostport, host, port)) return false;
@@ -247,12 +230,12 @@ bool check_host_port(const std::string& hostport, std::string& host, int& port) 
   return true;
 }
 
-int agent_get(const std::string& host, int port, const std::string& target, std::string& body,
-              std::string& error) {
+int agent_get(Connector connect, const std::string& host, int port, const std::string& target,
+              std::string& body, std::string& error) {
   const long deadline = now_ms() + kDeadlineMs;
   const std::string where =
       (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" + std::to_string(port);
-  const int fd = connect_host(host, port, where, deadline, error);
+  const int fd = connect(host, port, where, deadline, error);
   if (fd < 0) return -1;
   struct Closer {
     int fd;
@@ -304,12 +287,13 @@ int agent_get(const std::string& host, int port, const std::string& target, std:
   return status;
 }
 
-int ask_agent(const std::string& host, int port, const std::string& probe, bool ready) {
+int ask_agent(Connector connect, const std::string& host, int port, const std::string& probe,
+              bool ready) {
   const std::string target = ready           ? "/readyz?format=line"
                              : probe.empty() ? "/health?format=line"
                                              : "/health/" + url_encode(probe) + "?format=line";
   std::string body, error;
-  const int status = agent_get(host, port, target, body, error);
+  const int status = agent_get(connect, host, port, target, body, error);
   if (status < 0) return say(kFail, "unreachable: " + error);
   if (status == 404 && !probe.empty()) return say(kFail, "no such probe: " + probe);
   body = trim(body.substr(0, body.find('\n')));
@@ -399,24 +383,24 @@ std::optional<std::string> quick_config_listen(const std::string& path) {
   return quick_listen(text);
 }
 
-int run_check(int argc, char** argv) {
+std::optional<int> quick_check(int argc, char** argv) {
   const std::optional<QuickCommandLine> r = quick_command_line(argc, argv);
-  if (!r || r->command != "check") return core_check(argc, argv);
+  if (!r || r->command != "check") return std::nullopt;
   std::string listen = Config{}.listen;
   if (!r->url.empty()) {  // as agent_address() takes it
     const bool http = r->url.rfind("http://", 0) == 0;
-    if (!http && r->url.find("://") != std::string::npos) return core_check(argc, argv);
+    if (!http && r->url.find("://") != std::string::npos) return std::nullopt;
     const std::string rest = http ? r->url.substr(7) : r->url;
     listen = rest.substr(0, rest.find('/'));
   } else if (!r->config.empty() || access(default_config_path().c_str(), R_OK) == 0) {
     std::optional<std::string> found = quick_config_listen(r->config);
-    if (!found) return core_check(argc, argv);
+    if (!found) return std::nullopt;
     listen = *found;
   }
   std::string host;
   int port = 0;
-  if (!check_host_port(listen, host, port)) return core_check(argc, argv);
-  return ask_agent(host, port, r->probe, r->ready);
+  if (!check_host_port(listen, host, port) || !numeric_host(host)) return std::nullopt;
+  return ask_agent(connect_numeric, host, port, r->probe, r->ready);
 }
 
 }  // namespace vitals

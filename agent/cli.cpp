@@ -46,7 +46,7 @@ int cmd_run(const CommandLine& cl) {
     nofile.rlim_cur = nofile.rlim_max;
     setrlimit(RLIMIT_NOFILE, &nofile);
   }
-  // SIGTERM, SIGINT and SIGHUP are blocked (the front end did it before it listened) and taken
+  // SIGTERM, SIGINT and SIGHUP are blocked (the agent executable did it before it listened) and taken
   // by sigwait in the main thread.
   return run_agent(cl.config_file(), cl.notify_fd);
 }
@@ -233,5 +233,5 @@ extern "C" int vitals_core_main(int argc, char** argv) {
     std::fprintf(stderr, "vitals: fatal: %s\n", e.what());
     return kTemporary;
   }
-  return kPermanent;  // `check` is answered by the front end (main.cpp) before the core loads
+  return kPermanent;  // `check` is vitals_core_check (main.cpp), `worker` is main.cpp's
 }

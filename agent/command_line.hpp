@@ -1,7 +1,7 @@
 // The command line of every `vitals` subcommand, parsed in one place with one behaviour (CLI11,
 // header-only): `--flag=value` and `--flag value`, `-h`/`--help` on each subcommand, and an unknown
-// flag or a missing value is a one-line error. Compiled into both the front end (`check`, which
-// must load none of the agent's libraries) and the core library.
+// flag or a missing value is a one-line error. In the core library (the front end's quick `check`
+// takes only the usual command lines: check_client.cpp).
 #pragma once
 
 #include <optional>

@@ -134,7 +134,7 @@ constexpr std::size_t kMaxEventStreams = 64;
 
 class HttpServer {
  public:
-  // Listens (the socket the front end opened for `listen`, else its own); throws on failure.
+  // Listens (the socket the agent executable opened for `listen`, else its own); throws on failure.
   HttpServer(const std::string& listen, HttpBackend backend);
   ~HttpServer();
   void start();

@@ -1,7 +1,7 @@
-// The agent's listening socket, opened by the same code in the front end and in the core: `vitals
-// run` opens it in the front end before it loads libvitals-core.so (most of a cold start) and the
+// The agent's listening socket, opened by the same code in the agent executable (main.cpp) and in
+// the core: `vitals run` opens it before it loads libvitals-core.so (most of a cold start) and the
 // core adopts it, so clients connect from the first milliseconds and wait in the backlog until the
-// probes are in (bench/coldstart.sh). Without Poco: the front end links libc only.
+// probes are in (bench/coldstart.sh). Without Poco: main.cpp loads no library before it.
 #pragma once
 
 #include <optional>
@@ -16,7 +16,7 @@ namespace vitals {
 // "name or service not known").
 int open_listener(const std::string& listen, std::string& error);
 
-// What the front end did for `listen`: the socket it opened, or why it could not (fd -1). The
+// What main.cpp did for `listen`: the socket it opened, or why it could not (fd -1). The
 // core's HttpServer takes it if its config still says the same address; a failure is then
 // reported as the agent's own, without trying again.
 struct AdoptedListener {

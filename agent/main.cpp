@@ -1,6 +1,8 @@
-// The `vitals` command. `check` (the HEALTHCHECK client) and `worker` (a probe worker process,
-// started by the agent) are answered right here without Poco; every other subcommand loads the
-// agent library (Poco, yaml-cpp, spdlog) and runs it. `run` opens its listening socket first.
+// The agent executable, <libdir>/vitals/vitals: the `vitals` in bindir (front.cpp, static) hands it
+// every command line it does not answer itself, with the same arguments. `worker` (a probe worker
+// process, started by the agent as /proc/self/exe, i.e. this) is answered right here without Poco;
+// every other subcommand loads the agent library (Poco, yaml-cpp, spdlog) and runs it. `run` opens
+// its listening socket first.
 #include <dlfcn.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -20,9 +22,9 @@ namespace {
 // `vitals run`: the socket for the config's `listen:`, opened before the core loads (most of a
 // cold start), so clients connect at once and wait in the backlog until the agent serves. Only for
 // a usual command line and a plain `listen:` line, read as the core reads them (check_client.cpp,
-// libc alone: no CLI11 or yaml-cpp start-up in the front end, which `vitals check` pays for every
-// HEALTHCHECK). Anything else (help, a usage error, another YAML form, a config that is not a
-// regular file: a pipe, /dev/stdin) is left to the core, as is a `listen:` that does not parse.
+// libc alone: no CLI11 or yaml-cpp start-up before the socket listens). Anything else (help, a
+// usage error, another YAML form, a config that is not a regular file: a pipe, /dev/stdin) is left
+// to the core, as is a `listen:` that does not parse.
 struct EarlyListener {
   std::optional<std::string> listen;
   int fd = -1;
@@ -51,8 +53,8 @@ Fn* symbol(void* lib, const char* name, const std::string& path) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc > 1 && std::strcmp(argv[1], "check") == 0) return vitals::run_check(argc, argv);
   if (argc > 1 && std::strcmp(argv[1], "worker") == 0) return vitals::run_worker(argc, argv);
+  const bool check = argc > 1 && std::strcmp(argv[1], "check") == 0;
   EarlyListener early;
   if (argc > 1 && std::strcmp(argv[1], "run") == 0) {
     // The agent takes SIGTERM, SIGINT and SIGHUP with sigwait(); blocked before the port accepts,
@@ -66,8 +68,13 @@ int main(int argc, char** argv) {
   const std::string lib = vitals::pkglib_dir() + "/libvitals-core.so";
   void* core = dlopen(lib.c_str(), RTLD_LAZY | RTLD_LOCAL);
   if (!core) {
+    if (check) return std::printf("unable to load %s: %s\n", lib.c_str(), dlerror()), 1;
     std::fprintf(stderr, "vitals: fatal: unable to load %s: %s\n", lib.c_str(), dlerror());
     return 111;
+  }
+  if (check) {  // always 0 or 1, a line on stdout (check.hpp)
+    auto* entry = symbol<int(int, char**)>(core, "vitals_core_check", lib);
+    return entry ? entry(argc, argv) : 1;
   }
   auto* entry = symbol<int(int, char**)>(core, "vitals_core_main", lib);
   auto* listener = symbol<void(const char*, int, const char*)>(core, "vitals_core_listener", lib);

@@ -140,8 +140,8 @@ int run_status(const std::string& config, const std::string& url) {
   }
   const std::string where =
       (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" + std::to_string(port);
-  const int code =
-      agent_get(host, port, "/health?history=" + std::to_string(kStatusRuns), body, error);
+  const int code = agent_get(connect_any, host, port,
+                             "/health?history=" + std::to_string(kStatusRuns), body, error);
   if (code < 0) {
     std::printf("unreachable: %s\n", error.c_str());
     return 1;

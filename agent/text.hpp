@@ -1,5 +1,5 @@
 // Small text helpers shared by the agent and the light `vitals check` front end.
-// Header-only and free of third-party includes, so the front end stays cheap to start.
+// Header-only and free of third-party includes, so the static front end stays small.
 #pragma once
 
 #include <cstdlib>

@@ -1,7 +1,8 @@
 // `vitals worker`: a probe worker process (docs/ISOLATION.md). Started by the agent, never by
 // hand: it loads one plugin and runs the instances the agent asks for, each on a thread of its own,
 // answering over the socket on fd 3 (agent/worker_wire.hpp). It exits as soon as that socket
-// closes, whatever its plugin is doing. Part of the front end: it loads no library of the agent's.
+// closes, whatever its plugin is doing. Answered by the agent executable (main.cpp) before it
+// loads the core library: it loads no library of the agent's.
 #include <dlfcn.h>
 #include <pthread.h>
 #include <sys/resource.h>

@@ -34,25 +34,30 @@ export START_INTERVALS='{"postgresql": 250, "ollama": 25, "mcp": 250}'
 python3 "$BENCH_DIR/coldstart.py" | tee "$OUT/table.md"
 
 # The same work counted in instructions (valgrind's callgrind, user space only): unlike the times,
-# this does not move with the machine's load. To the listen(): the front end until it loads
-# libvitals-core.so (callgrind's first dump, taken before the first dlopen).
+# this does not move with the machine's load. `vitals` (static) hands `run` to the agent executable
+# at once: its part is counted alone (callgrind does not follow the exec). To the listen(): the
+# agent executable until it loads libvitals-core.so (callgrind's first dump, taken before the
+# first dlopen).
 if command -v valgrind >/dev/null; then
   instr() { { valgrind --tool=callgrind --callgrind-out-file=/dev/null "$@" 2>&1 >/dev/null || true; } |
     sed -n 's/.*Collected : \([0-9]*\).*/\1/p'; }
+  AGENT_EXE=$VITALS_BUILD/lib/vitals/vitals
   rm -f "$OUT"/listen.cg*
   timeout 60 valgrind --tool=callgrind --callgrind-out-file="$OUT/listen.cg" --dump-before='dlopen*' \
-    "$VITALS" run -c "$CONFIG" --notify-fd 999 >/dev/null 2>&1 || true  # exits: fd 999 not open
+    "$AGENT_EXE" run -c "$CONFIG" --notify-fd 999 >/dev/null 2>&1 || true  # exits: fd 999 not open
   to_listen=$(sed -n 's/^summary: //p' "$OUT/listen.cg.1")
-  core=$(instr "$VITALS" version)
-  prepared=$(instr "$VITALS" validate -c "$CONFIG")
+  handover=$(instr "$VITALS" run -c "$CONFIG")
+  core=$(instr "$AGENT_EXE" version)
+  prepared=$(instr "$AGENT_EXE" validate -c "$CONFIG")
   floor=$(instr /bin/true)
-  python3 - "$to_listen" "$core" "$prepared" "$floor" >>"$OUT/table.md" <<'PY'
+  python3 - "$handover" "$to_listen" "$core" "$prepared" "$floor" >>"$OUT/table.md" <<'PY'
 import sys
-listen, core, prepared, floor = (int(x) / 1e6 for x in sys.argv[1:5])
-print(f"\nWork (callgrind, user-space instructions; independent of the load): to the listen() "
-      f"**{listen:.2f} M** (the front end: command line, `listen:` of the config, socket; then it "
+handover, listen, core, prepared, floor = (int(x) / 1e6 for x in sys.argv[1:6])
+print(f"\nWork (callgrind, user-space instructions; independent of the load): `vitals` handing "
+      f"`run` to the agent executable {handover:.2f} M; then to the listen() "
+      f"**{listen:.2f} M** (command line, `listen:` of the config, socket; then it "
       f"loads the agent library and hands the socket over); `vitals version` {core:.1f} M (the "
-      f"front end and loading libvitals-core.so with Poco, yaml-cpp, spdlog); `vitals validate` "
+      f"agent executable loading libvitals-core.so with Poco, yaml-cpp, spdlog); `vitals validate` "
       f"(parse, load the plugins the probes use, create the probes: what comes before the first "
       f"runs) {prepared:.1f} M; /bin/true {floor:.2f} M.")
 PY

@@ -29,7 +29,8 @@ probes:
 YAML
 valgrind --tool=memcheck --leak-check=full --show-leak-kinds=definite,indirect,possible \
   --errors-for-leak-kinds=definite --track-origins=yes --num-callers=30 \
-  --log-file="$OUT/memcheck.log" "$VITALS" run -c "$OUT/vitals.yaml" >"$OUT/agent.log" 2>&1 &
+  --log-file="$OUT/memcheck.log" "$VITALS_BUILD/lib/vitals/vitals" run -c "$OUT/vitals.yaml" \
+  >"$OUT/agent.log" 2>&1 &  # the agent executable itself: memcheck does not follow `vitals`'s exec
 VG=$!
 PIDS+=("$VG")
 wait_http "http://127.0.0.1:$AGENT_PORT/livez" 600

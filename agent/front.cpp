@@ -1,0 +1,27 @@
+// The `vitals` command in bindir: a static executable, so a HEALTHCHECK maps no shared library and
+// the dynamic loader has nothing to do (bench/RESULTS.md, section 2). It answers `vitals check`
+// itself when check_client.cpp takes the command line, the config and a numeric address for
+// certain (quick_check), and hands everything else, with the same arguments, to the agent
+// executable beside the core library, <libdir>/vitals/vitals (main.cpp).
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "check.hpp"
+#include "paths.hpp"
+
+int main(int argc, char** argv) {
+  const bool check = argc > 1 && std::strcmp(argv[1], "check") == 0;
+  if (check) {
+    if (const std::optional<int> code = vitals::quick_check(argc, argv)) return *code;
+  }
+  const std::string agent = vitals::pkglib_dir() + "/vitals";
+  execv(agent.c_str(), argv);
+  const char* why = std::strerror(errno);
+  if (check) return std::printf("unable to run %s: %s\n", agent.c_str(), why), 1;  // 0 or 1
+  std::fprintf(stderr, "vitals: fatal: unable to run %s: %s\n", agent.c_str(), why);
+  return 111;
+}
