@@ -46,7 +46,7 @@ if command -v valgrind >/dev/null; then
   timeout 60 valgrind --tool=callgrind --callgrind-out-file="$OUT/listen.cg" --dump-before='dlopen*' \
     "$AGENT_EXE" run -c "$CONFIG" --notify-fd 999 >/dev/null 2>&1 || true  # exits: fd 999 not open
   to_listen=$(sed -n 's/^summary: //p' "$OUT/listen.cg.1")
-  handover=$(instr "$VITALS" run -c "$CONFIG")
+  handover=$(instr "$VITALS" run -c "$CONFIG" --notify-fd 999)  # the agent exits: fd 999 not open
   core=$(instr "$AGENT_EXE" version)
   prepared=$(instr "$AGENT_EXE" validate -c "$CONFIG")
   floor=$(instr /bin/true)

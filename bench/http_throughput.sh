@@ -2,7 +2,8 @@
 # Target 3: /health throughput, vitals against nginx serving the same bytes from memory.
 # nginx (1 worker, as in the anchor) answers a copy of the agent's own /health body with
 # `return 200 '…'`; the agent answers /health from memory (two tcp probes). wrk -t1 -c32 and -c256, DURATION each,
-# REPS repetitions, servers interleaved so that each ratio comes from one time window.
+# REPS repetitions, servers interleaved so that each ratio comes from one time window, their order
+# reversed every other repetition (so neither always runs first).
 # Stalls: while wrk runs, a fresh curl GET /health every second (the "17th connection"); its
 # worst time and any failure are reported, as are wrk's socket errors and non-2xx answers.
 # Optional third server: POCO_ANCHOR=path of the anchors' poco_health_server (built by
@@ -90,24 +91,21 @@ done
 echo "body: $(wc -c <"$OUT/www/health") bytes; headers: nginx $(curl -sI "http://127.0.0.1:$NGINX_PORT/health" | wc -c) B, vitals $(curl -sI "http://127.0.0.1:$AGENT_PORT/health" | wc -c) B"
 
 side_probe() {   # url seconds: a fresh connection each second; prints the worst time (ms) or FAIL
-  local worst=0 t
+  local times=""
   for _ in $(seq "$2"); do
-    if t=$(curl -s -o /dev/null -m 5 -w '%{time_total}' "$1"); then
-      worst=$(python3 -c "print(max($worst, $t * 1000))")
-    else
-      echo FAIL
-      return
-    fi
+    times+="$(curl -s -o /dev/null -m 5 -w '%{time_total}' "$1") " || { echo FAIL; return; }
     sleep 1
   done
-  printf '%.1f\n' "$worst"
+  echo "$times" | awk '{for (i = 1; i <= NF; i++) if ($i > w) w = $i; printf "%.1f\n", w * 1000}'
 }
 
 echo "server,conns,rep,rps,p50_us,p90_us,p99_us,max_us,requests,socket_errors,non2xx,cpu_us_per_req,fresh_worst_ms" >"$OUT/http.csv"
 secs=${DURATION%s}
 for rep in $(seq "$REPS"); do
   for c in $CONNS; do
-    for srv in $SERVERS; do
+    order=$SERVERS
+    [ $((rep % 2)) = 0 ] && order=$(echo "$SERVERS" | tr ' ' '\n' | tac | tr '\n' ' ')
+    for srv in $order; do
       case $srv in
         nginx) port=$NGINX_PORT pids="$NGINX $(pgrep -P "$NGINX" | tr '\n' ' ')" ;;
         vitals) port=$AGENT_PORT pids=$AGENT ;;
@@ -189,7 +187,7 @@ cat "$OUT/table.md"
   echo
   echo "Run $DATE_START on $(machine_line); load average at start $LOAD_START, at end $(cut -d' ' -f1-3 /proc/loadavg)."
   echo "Command: \`bench/http_throughput.sh\` (REPS=$REPS DURATION=$DURATION CONNS=\"$CONNS\"): \`wrk -t1 -cN -d$DURATION --latency\`,"
-  echo "nginx 1 worker answering a $(wc -c <"$OUT/www/health")-byte copy of the agent's /health body from memory (\`return 200 '…'\`); medians over repetitions."
+  echo "nginx 1 worker answering a $(wc -c <"$OUT/www/health")-byte copy of the agent's /health body from memory (\`return 200 '…'\`); medians over repetitions, the servers' order reversed every other one."
   echo "wrk shares the 2 vCPUs with the server. \"Fresh GET\": a new curl connection each second during each run."
   [ -n "${POCO_ANCHOR:-}" ] && echo "poco: the anchors' poco_health_server --mode tuned --threads 1024 --queued 4096 --nodelay (300-byte body)."
   echo
