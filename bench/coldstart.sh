@@ -35,7 +35,8 @@ python3 "$BENCH_DIR/coldstart.py" | tee "$OUT/table.md"
 
 # The same work counted in instructions (valgrind's callgrind, user space only): unlike the times,
 # this does not move with the machine's load. `vitals` (static) hands `run` to the agent executable
-# at once: its part is counted alone (callgrind does not follow the exec). To the listen(): the
+# at once: its part is counted alone, from a copy with no agent executable beside it (callgrind does
+# not follow an exec). To the listen(): the
 # agent executable until it loads libvitals-core.so (callgrind's first dump, taken before the
 # first dlopen).
 if command -v valgrind >/dev/null; then
@@ -46,7 +47,10 @@ if command -v valgrind >/dev/null; then
   timeout 60 valgrind --tool=callgrind --callgrind-out-file="$OUT/listen.cg" --dump-before='dlopen*' \
     "$AGENT_EXE" run -c "$CONFIG" --notify-fd 999 >/dev/null 2>&1 || true  # exits: fd 999 not open
   to_listen=$(sed -n 's/^summary: //p' "$OUT/listen.cg.1")
-  handover=$(instr "$VITALS" run -c "$CONFIG" --notify-fd 999)  # the agent exits: fd 999 not open
+  # `vitals` alone, with no agent executable to run: what it does before the exec, then it exits.
+  mkdir -p "$OUT/alone/bin"
+  cp "$VITALS" "$OUT/alone/bin/"
+  handover=$(instr "$OUT/alone/bin/vitals" run -c "$CONFIG")
   core=$(instr "$AGENT_EXE" version)
   prepared=$(instr "$AGENT_EXE" validate -c "$CONFIG")
   floor=$(instr /bin/true)
