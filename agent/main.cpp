@@ -53,6 +53,10 @@ Fn* symbol(void* lib, const char* name, const std::string& path) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // An ignored SIGCHLD survives exec (a supervisor, a shell's `trap '' CHLD`): the kernel would
+  // then reap our children itself and waitpid() find none, so an exec probe's exit code and a
+  // worker's end would be lost. Every subcommand takes the default back.
+  signal(SIGCHLD, SIG_DFL);
   if (argc > 1 && std::strcmp(argv[1], "worker") == 0) return vitals::run_worker(argc, argv);
   const bool check = argc > 1 && std::strcmp(argv[1], "check") == 0;
   EarlyListener early;

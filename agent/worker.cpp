@@ -309,11 +309,12 @@ void Worker::reader(pid_t pid, int sock, int err, uint64_t generation) {
   read_stderr(200);
   if (!pending.empty()) on_stderr(pending);
   int status = 0;
-  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  pid_t got;
+  while ((got = waitpid(pid, &status, 0)) < 0 && errno == EINTR) {
   }
   ::close(sock);
   ::close(err);
-  on_exit(status, generation);
+  on_exit(got == pid ? std::optional<int>(status) : std::nullopt, generation);
 }
 
 void Worker::on_message(const char* data, size_t size, uint64_t generation) {
@@ -384,15 +385,20 @@ void Worker::on_stderr(const std::string& line) {
   spdlog::warn("plugin {} (probes {}): worker output: {}", plugin_name_, names, text);
 }
 
-void Worker::on_exit(int status, uint64_t generation) {
+void Worker::on_exit(std::optional<int> status, uint64_t generation) {
   Lock lock(mutex_);
   if (generation != generation_) return;
   alive_ = false;
   sock_ = -1;
   // Our SIGKILL's reason, if that is what ended it: a worker that died on its own meanwhile (its
   // socket closed before its exit was seen: a send failed) is told by its own exit.
-  const bool ours = !kill_reason_.empty() && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
-  const std::string what = ours ? kill_reason_ : describe_exit(status);
+  // A status waitpid could not give (never with SIGCHLD at its default: main.cpp) is no exit
+  // status at all, and after our SIGKILL most likely that.
+  const bool ours =
+      !kill_reason_.empty() && (!status || (WIFSIGNALED(*status) && WTERMSIG(*status) == SIGKILL));
+  const std::string what = ours     ? kill_reason_
+                           : status ? describe_exit(*status)
+                                    : "ended (its exit status is unknown)";
   const bool crash = !retiring_ && !g_stopping;
   std::string in_flight;
   int calls = 0;

@@ -92,7 +92,7 @@ class Worker : public std::enable_shared_from_this<Worker> {
   void reader(pid_t pid, int sock, int err, uint64_t generation);
   void on_message(const char* data, size_t size, uint64_t generation);
   void on_stderr(const std::string& line);
-  void on_exit(int status, uint64_t generation);
+  void on_exit(std::optional<int> status, uint64_t generation);  // nullopt: waitpid failed
 
   const std::string plugin_name_, plugin_path_;
   const uint64_t data_limit_;

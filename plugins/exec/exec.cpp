@@ -135,11 +135,11 @@ class ExecProbe {
 
     r.stage("exit");
     std::string stdout_text, stderr_text;
-    int status = 0;
+    int status = 0, wait_error = 0;
     // One deadline for the whole run: the output (until both pipes close), then the exit (a child
     // may close its output early and keep running).
     const bool finished =
-        drain(out[0], err[0], stdout_text, stderr_text, d) && reap(pid, status, d);
+        drain(out[0], err[0], stdout_text, stderr_text, d) && reap(pid, status, wait_error, d);
     close(out[0]);
     close(err[0]);
     kill(-pid, SIGKILL);  // the whole group goes: on the deadline, and leftovers (daemons) after
@@ -148,6 +148,10 @@ class ExecProbe {
       }
       return void(r.stage("timeout").fail(
           argv_[0] + " did not finish before the deadline; killed its process group"));
+    }
+    if (wait_error) {  // e.g. ECHILD: the host ignores SIGCHLD, so the kernel took the status
+      return void(r.fail("unable to learn " + argv_[0] +
+                         "'s exit code: waitpid: " + std::strerror(wait_error)));
     }
     std::string message = first_line(stdout_text);
     if (message.empty()) message = first_line(stderr_text);
@@ -198,15 +202,16 @@ class ExecProbe {
     return true;
   }
 
-  // Waits for the child to exit until the deadline (true: exited, `status` set). A pidfd makes
-  // the wait a poll; without one (old kernel, seccomp) the child is checked every 10 ms.
-  // (syscall: glibc 2.36's <sys/pidfd.h> lacks extern "C".)
-  static bool reap(pid_t pid, int& status, const vitals::Deadline& d) {
+  // Waits for the child to exit until the deadline (true: exited, and `status` set, or `error` if
+  // waitpid failed). A pidfd makes the wait a poll; without one (old kernel, seccomp) the child is
+  // checked every 10 ms. (syscall: glibc 2.36's <sys/pidfd.h> lacks extern "C".)
+  static bool reap(pid_t pid, int& status, int& error, const vitals::Deadline& d) {
     const int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
     bool exited = false;
     for (;;) {
       const pid_t got = waitpid(pid, &status, WNOHANG);
       if (got == pid || (got < 0 && errno != EINTR)) {
+        if (got < 0) error = errno;
         exited = true;
         break;
       }

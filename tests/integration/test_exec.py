@@ -2,6 +2,7 @@
 (and the agent at load) make on its command. Other exec cases (exit-code contract, output) are in
 test_agent.py."""
 import os
+import signal
 import subprocess
 import time
 import unittest
@@ -37,6 +38,26 @@ probes:
         self.assertEqual((code, doc["status"], doc["stage"]), (1, "fail", "timeout"), p.stdout)
         self.assertIn("killed its process group", doc["message"])
         self.assertEqual(survivors(mark), "", "the child outlived the run")
+
+
+class IgnoredSigchld(VitalsTestCase):
+    def test_a_failing_command_fails_when_sigchld_was_ignored(self):
+        # A supervisor or a shell's `trap '' CHLD` may start vitals with SIGCHLD ignored, which exec
+        # keeps: the kernel then reaps children itself and waitpid() finds none. The verdict must
+        # still be the command's exit code, in the agent's process and in a worker process.
+        for isolation in ("thread", "process"):
+            with self.subTest(isolation=isolation):
+                cfg = self.tmp.file(f"{isolation}.yaml", f"""
+probes:
+  bad:
+    plugin: exec
+    isolation: {isolation}
+    options: {{command: [/bin/sh, -c, "echo boom; exit 2"]}}
+""")
+                p = run_vitals("once", "-c", cfg, "--probe", "bad",
+                               preexec_fn=lambda: signal.signal(signal.SIGCHLD, signal.SIG_IGN))
+                self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
+                self.assertRegex(p.stdout, r"^bad fail exit \d+ms: boom\n$")
 
 
 class Environment(VitalsTestCase):
