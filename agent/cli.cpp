@@ -46,8 +46,8 @@ int cmd_run(const CommandLine& cl) {
     nofile.rlim_cur = nofile.rlim_max;
     setrlimit(RLIMIT_NOFILE, &nofile);
   }
-  // SIGTERM, SIGINT and SIGHUP are blocked (the agent executable did it before it listened) and taken
-  // by sigwait in the main thread.
+  // SIGTERM, SIGINT and SIGHUP are blocked (the agent executable did it before it listened) and
+  // taken by sigwait in the main thread.
   return run_agent(cl.config_file(), cl.notify_fd);
 }
 
