@@ -3,6 +3,7 @@
 // itself when check_client.cpp takes the command line, the config and a numeric address for
 // certain (quick_check), and hands everything else, with the same arguments, to the agent
 // executable beside the core library, <libdir>/vitals/vitals (main.cpp).
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -20,8 +21,12 @@ int main(int argc, char** argv) {
   }
   const std::string agent = vitals::pkglib_dir() + "/vitals";
   execv(agent.c_str(), argv);
-  const char* why = std::strerror(errno);
-  if (check) return std::printf("unable to run %s: %s\n", agent.c_str(), why), 1;  // 0 or 1
-  std::fprintf(stderr, "vitals: fatal: unable to run %s: %s\n", agent.c_str(), why);
+  const int err = errno;
+  std::string why = std::strerror(err);
+  struct stat st {};
+  if (err == ENOENT && stat(agent.c_str(), &st) == 0)
+    why += " (the file exists; its interpreter does not)";
+  if (check) return std::printf("unable to run %s: %s\n", agent.c_str(), why.c_str()), 1;  // 0 or 1
+  std::fprintf(stderr, "vitals: fatal: unable to run %s: %s\n", agent.c_str(), why.c_str());
   return 111;
 }

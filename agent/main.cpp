@@ -77,8 +77,9 @@ int main(int argc, char** argv) {
     return 111;
   }
   if (check) {  // always 0 or 1, a line on stdout (check.hpp)
-    auto* entry = symbol<int(int, char**)>(core, "vitals_core_check", lib);
-    return entry ? entry(argc, argv) : 1;
+    auto* entry = reinterpret_cast<int (*)(int, char**)>(dlsym(core, "vitals_core_check"));
+    if (!entry) return std::printf("unable to load %s: no vitals_core_check\n", lib.c_str()), 1;
+    return entry(argc, argv);
   }
   auto* entry = symbol<int(int, char**)>(core, "vitals_core_main", lib);
   auto* listener = symbol<void(const char*, int, const char*)>(core, "vitals_core_listener", lib);
