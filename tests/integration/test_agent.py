@@ -233,6 +233,15 @@ class Check(VitalsTestCase):
                            stdout=subprocess.DEVNULL, timeout=10,
                            preexec_fn=lambda: os.close(1))
         self.assertEqual(p.returncode, 0)
+        # ... or with a pipe nobody reads any more: no SIGPIPE death.
+        read, write = os.pipe()
+        os.close(read)
+        try:
+            p = subprocess.run([VITALS, "check", "--url", f"http://127.0.0.1:{agent.port}"],
+                               stdout=write, timeout=10)
+        finally:
+            os.close(write)
+        self.assertEqual(p.returncode, 0)
 
     def test_reads_every_listen_form_the_agent_accepts(self):
         # A host name (this machine's own, else localhost), a tab before a comment, flow style,
