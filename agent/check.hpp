@@ -60,6 +60,9 @@ int connect_to(const sockaddr* addr, socklen_t len, const std::string& where, lo
 // GET /health (or /health/PROBE, or /readyz with `ready`) as one line, printed; 0 on a 200, else 1.
 int ask_agent(Connector connect, const std::string& host, int port, const std::string& probe,
               bool ready);
+// Why `vitals` cannot go on (the agent executable or the core library missing): for `check` a line
+// on stdout and 1, as every check answer; else "vitals: fatal: ..." on stderr and 111.
+int cannot_start(bool check, const std::string& why);
 // The HOST:PORT `vitals check -c FILE` connects to: the config's `listen`, read exactly as the
 // agent reads it; "" with `error` set if the file cannot be read.
 std::string check_listen(const std::string& config_path, std::string& error);

@@ -169,11 +169,25 @@ bool read_small_file(const std::string& path, std::string& text) {
   return ok;
 }
 
-// An IPv4 or IPv6 address as numbers: what the quick path connects to.
-bool numeric_host(const std::string& host) {
-  in6_addr addr;
-  return inet_pton(AF_INET, host.c_str(), &addr) == 1 ||
-         inet_pton(AF_INET6, host.c_str(), &addr) == 1;
+// HOST as a numeric IPv4 or IPv6 address, with PORT: what the quick path connects to. False for
+// anything else (a host name).
+bool numeric_address(const std::string& host, int port, sockaddr_storage& addr, socklen_t& len) {
+  addr = {};
+  auto* v4 = reinterpret_cast<sockaddr_in*>(&addr);
+  auto* v6 = reinterpret_cast<sockaddr_in6*>(&addr);
+  if (inet_pton(AF_INET, host.c_str(), &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons(static_cast<uint16_t>(port));
+    len = sizeof *v4;
+    return true;
+  }
+  if (inet_pton(AF_INET6, host.c_str(), &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons(static_cast<uint16_t>(port));
+    len = sizeof *v6;
+    return true;
+  }
+  return false;
 }
 
 }  // namespace
@@ -207,18 +221,10 @@ int connect_to(const sockaddr* addr, socklen_t len, const std::string& where, lo
 
 int connect_numeric(const std::string& host, int port, const std::string& where, long deadline,
                     std::string& error) {
-  sockaddr_in v4{};
-  sockaddr_in6 v6{};
-  if (inet_pton(AF_INET, host.c_str(), &v4.sin_addr) == 1) {
-    v4.sin_family = AF_INET;
-    v4.sin_port = htons(static_cast<uint16_t>(port));
-    return connect_to(reinterpret_cast<sockaddr*>(&v4), sizeof v4, where, deadline, error);
-  }
-  if (inet_pton(AF_INET6, host.c_str(), &v6.sin6_addr) == 1) {
-    v6.sin6_family = AF_INET6;
-    v6.sin6_port = htons(static_cast<uint16_t>(port));
-    return connect_to(reinterpret_cast<sockaddr*>(&v6), sizeof v6, where, deadline, error);
-  }
+  sockaddr_storage addr;
+  socklen_t len = 0;
+  if (numeric_address(host, port, addr, len))
+    return connect_to(reinterpret_cast<sockaddr*>(&addr), len, where, deadline, error);
   error = "unable to connect to " + where + ": not a numeric address";
   return -1;
 }
@@ -399,8 +405,17 @@ std::optional<int> quick_check(int argc, char** argv) {
   }
   std::string host;
   int port = 0;
-  if (!check_host_port(listen, host, port) || !numeric_host(host)) return std::nullopt;
+  sockaddr_storage addr;
+  socklen_t len = 0;
+  if (!check_host_port(listen, host, port) || !numeric_address(host, port, addr, len))
+    return std::nullopt;
   return ask_agent(connect_numeric, host, port, r->probe, r->ready);
+}
+
+int cannot_start(bool check, const std::string& why) {
+  if (check) return say(kFail, why);
+  std::fprintf(stderr, "vitals: fatal: %s\n", why.c_str());
+  return 111;
 }
 
 }  // namespace vitals

@@ -30,7 +30,5 @@ int main(int argc, char** argv) {
   struct stat st {};
   if (err == ENOENT && stat(agent.c_str(), &st) == 0)
     why += " (the file exists; its interpreter does not)";
-  if (check) return std::printf("unable to run %s: %s\n", agent.c_str(), why.c_str()), 1;  // 0 or 1
-  std::fprintf(stderr, "vitals: fatal: unable to run %s: %s\n", agent.c_str(), why.c_str());
-  return 111;
+  return vitals::cannot_start(check, "unable to run " + agent + ": " + why);
 }

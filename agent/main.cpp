@@ -44,10 +44,8 @@ EarlyListener open_early_listener(int argc, char** argv) {
 }
 
 template <typename Fn>
-Fn* symbol(void* lib, const char* name, const std::string& path) {
-  auto* fn = reinterpret_cast<Fn*>(dlsym(lib, name));
-  if (!fn) std::fprintf(stderr, "vitals: fatal: %s has no %s\n", path.c_str(), name);
-  return fn;
+Fn* symbol(void* lib, const char* name) {
+  return reinterpret_cast<Fn*>(dlsym(lib, name));
 }
 
 }  // namespace
@@ -71,19 +69,15 @@ int main(int argc, char** argv) {
   }
   const std::string lib = vitals::pkglib_dir() + "/libvitals-core.so";
   void* core = dlopen(lib.c_str(), RTLD_LAZY | RTLD_LOCAL);
-  if (!core) {
-    if (check) return std::printf("unable to load %s: %s\n", lib.c_str(), dlerror()), 1;
-    std::fprintf(stderr, "vitals: fatal: unable to load %s: %s\n", lib.c_str(), dlerror());
-    return 111;
+  if (!core) return vitals::cannot_start(check, std::string("unable to load ") + dlerror());
+  if (check) {
+    auto* entry = symbol<int(int, char**)>(core, "vitals_core_check");
+    return entry ? entry(argc, argv)
+                 : vitals::cannot_start(true, lib + " has no vitals_core_check");
   }
-  if (check) {  // always 0 or 1, a line on stdout (check.hpp)
-    auto* entry = reinterpret_cast<int (*)(int, char**)>(dlsym(core, "vitals_core_check"));
-    if (!entry) return std::printf("unable to load %s: no vitals_core_check\n", lib.c_str()), 1;
-    return entry(argc, argv);
-  }
-  auto* entry = symbol<int(int, char**)>(core, "vitals_core_main", lib);
-  auto* listener = symbol<void(const char*, int, const char*)>(core, "vitals_core_listener", lib);
-  if (!entry || !listener) return 111;
+  auto* entry = symbol<int(int, char**)>(core, "vitals_core_main");
+  auto* listener = symbol<void(const char*, int, const char*)>(core, "vitals_core_listener");
+  if (!entry || !listener) return vitals::cannot_start(false, lib + " is not vitals' core library");
   if (early.listen) listener(early.listen->c_str(), early.fd, early.error.c_str());
   return entry(argc, argv);
 }

@@ -298,6 +298,20 @@ class Check(VitalsTestCase):
         p = subprocess.run([alone, "version"], capture_output=True, text=True, timeout=10)
         self.assertEqual(p.returncode, 111)
         self.assertRegex(p.stderr, rf"^vitals: fatal: unable to run {missing}: No such file or directory\n$")
+        # With the agent executable but no core library beside it: the same two ways of saying so.
+        agent_exe = glob.glob(os.path.join(os.path.dirname(shutil.which(VITALS)), "..", "lib*", "vitals",
+                                           "vitals"))[0]
+        pkglib = os.path.join(self.tmp.path, os.path.relpath(os.path.dirname(agent_exe),
+                                                             os.path.dirname(os.path.dirname(shutil.which(VITALS)))))
+        os.makedirs(pkglib)
+        shutil.copy(agent_exe, pkglib)
+        p = subprocess.run([alone, "check", "--url", f"http://localhost:{agent.port}"],
+                           capture_output=True, text=True, timeout=10)
+        self.assertEqual(p.returncode, 1)
+        self.assertRegex(p.stdout, r"^unable to load \S*/libvitals-core\.so: cannot open shared object file.*\n$")
+        p = subprocess.run([alone, "version"], capture_output=True, text=True, timeout=10)
+        self.assertEqual(p.returncode, 111)
+        self.assertRegex(p.stderr, r"^vitals: fatal: unable to load \S*/libvitals-core\.so: cannot open shared object file")
 
     def test_absent_agent_and_usage_errors_exit_1(self):
         code, out = self.check("--url", f"http://127.0.0.1:{free_port()}")
