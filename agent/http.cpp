@@ -22,6 +22,7 @@
 #include <array>
 #include <cctype>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <istream>
@@ -96,6 +97,10 @@ const std::string& http_date() {
 // The answer to send for `r`: its head, and its body (shared, not copied) unless `head_only`.
 Answer render(const Reply& r, bool head_only, bool close) {
   Answer a;
+  if (r.whole && !head_only) {
+    a.body = std::shared_ptr<const std::string>(r.whole, &(*r.whole)[close ? 1 : 0]);
+    return a;
+  }
   std::string& out = a.head;
   out.reserve(192);
   out += "HTTP/1.1 ";
@@ -246,7 +251,7 @@ Reply route(const std::string& method, const std::string& uri, bool has_body,
   return text(404, "not found\n");
 }
 
-Reply ReplyCache::get(std::uint64_t generation, const std::function<Reply()>& render) {
+Reply ReplyCache::get(std::uint64_t generation, const std::function<Reply()>& make) {
   std::lock_guard lock(mutex_);
   const auto now = std::chrono::steady_clock::now();
   if (!reply_ || generation != generation_ || now - rendered_ >= granularity_) {
@@ -254,7 +259,14 @@ Reply ReplyCache::get(std::uint64_t generation, const std::function<Reply()>& re
     // request render again.
     generation_ = generation;
     rendered_ = now;
-    reply_ = render();
+    reply_ = make();
+    reply_->whole.reset();
+  }
+  const std::time_t second = std::time(nullptr);
+  if (!reply_->whole || second != whole_second_) {
+    whole_second_ = second;
+    reply_->whole = std::make_shared<const std::array<std::string, 2>>(std::array<std::string, 2>{
+        render(*reply_, false, false).bytes(), render(*reply_, false, true).bytes()});
   }
   return *reply_;
 }
@@ -401,7 +413,10 @@ ssize_t Output::send_to(int fd) {
   if (body_ && body_sent_ < body_->size())
     parts[message.msg_iovlen++] = {const_cast<char*>(body_->data()) + body_sent_,
                                    body_->size() - body_sent_};
-  const ssize_t n = ::sendmsg(fd, &message, MSG_NOSIGNAL);
+  // One part (a cached whole answer, mostly) goes by send(), which skips sendmsg's header copy.
+  const ssize_t n = message.msg_iovlen == 1
+                        ? ::send(fd, parts[0].iov_base, parts[0].iov_len, MSG_NOSIGNAL)
+                        : ::sendmsg(fd, &message, MSG_NOSIGNAL);
   if (n <= 0) return n;
   const std::size_t from_own = std::min(static_cast<std::size_t>(n), own_.size() - own_sent_);
   own_sent_ += from_own;
@@ -418,14 +433,14 @@ void Output::clear() {
 
 struct HttpServer::Connection {
   int fd = -1;
-  std::string in;            // received, not yet answered
-  Output out;                // to send
-  bool closing = false;      // close once `out` is sent
-  bool lingering = false;    // write side shut; discarding input until EOF or the deadline
-  bool peer_done = false;    // the client shut its write side
-  bool stream = false;       // an /events stream: no more requests, events are appended to `out`
-  std::size_t backlog = 0;   // a stream's most unsent bytes: kStreamBacklog past its snapshot
-  std::uint32_t events = 0;  // the epoll interest
+  std::string in;           // received, not yet answered
+  Output out;               // to send
+  bool closing = false;     // close once `out` is sent
+  bool lingering = false;   // write side shut; discarding input until EOF or the deadline
+  bool peer_done = false;   // the client shut its write side
+  bool stream = false;      // an /events stream: no more requests, events are appended to `out`
+  bool readable = false;    // the socket may hold input not read yet (see read_some)
+  std::size_t backlog = 0;  // a stream's most unsent bytes: kStreamBacklog past its snapshot
   Clock::time_point deadline;
   std::list<Connection*>::iterator activity;  // its place in by_activity_
 };
@@ -505,11 +520,18 @@ void HttpServer::stop() {
 void HttpServer::loop() {
   std::array<epoll_event, 256> events;
   auto next_sweep = Clock::now() + kSweepEvery;
+  static const auto spin = std::chrono::microseconds(
+      std::getenv("VITALS_SPIN_US") ? std::atoi(std::getenv("VITALS_SPIN_US")) : 0);
+  Clock::time_point spin_until{};
   while (!stopping_) {
     // Deadlines need a tick only while connections are open (or accepting is paused).
     const bool idle = connections_.empty() && accepting_;
-    const int n = epoll_wait(epoll_, events.data(), events.size(),
-                             idle ? -1 : static_cast<int>(kSweepEvery.count()));
+    const bool spinning = spin.count() > 0 && Clock::now() < spin_until;
+    const int timeout = !posted_.empty() || spinning ? 0
+                        : idle                       ? -1
+                                                     : static_cast<int>(kSweepEvery.count());
+    const int n = epoll_wait(epoll_, events.data(), events.size(), timeout);
+    if (n > 0 && spin.count() > 0) spin_until = Clock::now() + spin;
     if (n < 0 && errno != EINTR) {
       spdlog::error("http: epoll_wait failed: {}", std::strerror(errno));
       return;
@@ -529,11 +551,18 @@ void HttpServer::loop() {
         }
       }
     }
+    // Connections that stopped after a full buffer, so that one flood does not starve the rest.
+    std::vector<Connection*> posted;
+    posted.swap(posted_);
+    for (Connection* c : posted) {
+      if (c->fd >= 0) serve(*c, now);
+    }
     if (now >= next_sweep) {
       if (streams_ > 0) publish(now);
       sweep(now);
       next_sweep = now + kSweepEvery;
     }
+    std::erase_if(posted_, [](const Connection* c) { return c->fd < 0; });
     for (int fd : dropped_) {
       ::close(fd);
       connections_.erase(fd);
@@ -572,9 +601,10 @@ void HttpServer::accept_all(Clock::time_point now) {
     auto c = std::make_unique<Connection>();
     c->fd = fd;
     c->deadline = now + kRequestTimeout;
-    c->events = EPOLLIN;
+    // Edge-triggered, both ways, for the connection's life (as nginx does): the kernel does not
+    // poll a connection again on every epoll_wait, and interest never changes (no epoll_ctl).
     epoll_event ev{};
-    ev.events = EPOLLIN;
+    ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
     ev.data.ptr = c.get();
     if (epoll_ctl(epoll_, EPOLL_CTL_ADD, fd, &ev) != 0) {
       ::close(fd);
@@ -588,99 +618,125 @@ void HttpServer::accept_all(Clock::time_point now) {
 void HttpServer::on_event(Connection& c, std::uint32_t events, Clock::time_point now) {
   if (events & EPOLLERR) return drop(c);
   by_activity_.splice(by_activity_.end(), by_activity_, c.activity);
-  if (events & (EPOLLIN | EPOLLHUP)) {
-    std::array<char, 64 * 1024> buf;
-    const ssize_t n = ::recv(c.fd, buf.data(), buf.size(), 0);
-    if (n < 0 && errno != EAGAIN && errno != EINTR) return drop(c);
-    if (n == 0) {
-      if (c.lingering) return drop(c);
-      c.peer_done = true;  // answer what it sent, then close
-    }
-    if (c.lingering) return;  // input after our last response is discarded
-    if (c.stream) {
-      if (n == 0) return drop(c);   // the reader went away
-      return flush_stream(c, now);  // input on a stream is discarded
-    }
-    if (n > 0) {
-      if (c.in.empty()) c.deadline = now + kRequestTimeout;  // a request starts arriving
-      c.in.append(buf.data(), static_cast<std::size_t>(n));
-    }
-  }
+  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) c.readable = true;
   serve(c, now);
 }
 
-// Answers the complete requests in `c.in`, in order, and sends what the socket takes.
-void HttpServer::serve(Connection& c, Clock::time_point now) {
-  for (bool more = true; more;) {
-    more = false;  // set when answering stopped at kOutputHigh with requests left
-    std::size_t pos = 0;
-    while (!c.closing) {
-      if (c.out.size() >= kOutputHigh) {
-        more = true;
-        break;
-      }
-      RequestHead head;
-      std::size_t used = 0;
-      const HeadParse parsed = parse_request_head(std::string_view(c.in).substr(pos), head, used);
-      if (parsed == HeadParse::Incomplete) {
-        c.closing = c.peer_done;
-        break;
-      }
-      if (parsed == HeadParse::Malformed) {
-        c.out.add(respond_malformed());
-        c.closing = true;
-        break;
-      }
-      if (is_event_stream(head)) {
-        start_stream(c, now);
-        pos = c.in.size();  // whatever follows the request is ignored
-        break;
-      }
-      bool close = false;
-      c.out.add(respond(head, backend_, close));
-      c.closing = close;
-      pos += used;
-    }
-    if (c.stream) {
-      release(c.in);
-      return flush_stream(c, now);
-    }
-    if (c.closing || pos == c.in.size()) {
-      release(c.in);
-    } else {
-      c.in.erase(0, pos);
-    }
-
-    while (!c.out.empty()) {
-      if (c.out.send_to(c.fd) < 0) {
-        if (errno == EAGAIN || errno == EINTR) break;
-        return drop(c);
-      }
-      c.deadline = now + kSendTimeout;
-    }
-    if (!c.out.empty()) return watch(c, EPOLLOUT);  // resumes when the client reads
-    c.out.clear();
+// Reads once. Edge-triggered: a read shorter than the buffer drained the socket, and input
+// arriving later brings a new event; a full one may have left more (`c.readable` stays set).
+// Input after our last response, or on an event stream, is discarded. False: `c` was dropped.
+bool HttpServer::read_some(Connection& c, Clock::time_point now) {
+  std::array<char, 64 * 1024> buf;
+  const ssize_t n = ::recv(c.fd, buf.data(), buf.size(), 0);
+  if (n < 0 && errno == EINTR) return true;
+  if (n < 0 && errno != EAGAIN) {
+    drop(c);
+    return false;
   }
-  if (c.closing) {
-    if (c.peer_done) return drop(c);
-    // Half-close, then read until the client closes too (or the linger deadline).
-    ::shutdown(c.fd, SHUT_WR);
-    c.lingering = true;
-    release(c.in);
-    c.deadline = now + kLingerTimeout;
-  } else if (c.in.empty()) {
-    c.deadline = now + kKeepAliveTimeout;
+  if (n < 0) {
+    c.readable = false;
+    return true;
   }
-  watch(c, EPOLLIN);
+  c.readable = static_cast<std::size_t>(n) == buf.size();
+  if (n == 0 && (c.lingering || c.stream)) {
+    drop(c);
+    return false;
+  }
+  if (n == 0) {
+    c.peer_done = true;  // answer what it sent, then close
+    return true;
+  }
+  if (c.lingering || c.stream) return true;
+  if (c.in.empty()) c.deadline = now + kRequestTimeout;  // a request starts arriving
+  c.in.append(buf.data(), static_cast<std::size_t>(n));
+  return true;
 }
 
-void HttpServer::watch(Connection& c, std::uint32_t events) {
-  if (c.events == events) return;
-  c.events = events;
-  epoll_event ev{};
-  ev.events = events;
-  ev.data.ptr = &c;
-  epoll_ctl(epoll_, EPOLL_CTL_MOD, c.fd, &ev);
+// Sends what the socket takes (`sent`: some of it). False: `c` was dropped, or the socket is
+// full (its EPOLLOUT edge resumes it).
+bool HttpServer::flush(Connection& c, Clock::time_point now, bool& sent) {
+  while (!c.out.empty()) {
+    if (c.out.send_to(c.fd) < 0) {
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN) drop(c);
+      return false;
+    }
+    c.deadline = now + kSendTimeout;
+    sent = true;
+  }
+  c.out.clear();
+  return true;
+}
+
+// Answers the complete requests in `c.in`, in order, until the output reaches kOutputHigh:
+// true if it stopped there with requests left.
+bool HttpServer::answer(Connection& c, Clock::time_point now) {
+  bool more = false;
+  std::size_t pos = 0;
+  while (!c.closing) {
+    if (c.out.size() >= kOutputHigh) {
+      more = true;
+      break;
+    }
+    RequestHead head;
+    std::size_t used = 0;
+    const HeadParse parsed = parse_request_head(std::string_view(c.in).substr(pos), head, used);
+    if (parsed == HeadParse::Incomplete) {
+      c.closing = c.peer_done;
+      break;
+    }
+    if (parsed == HeadParse::Malformed) {
+      c.out.add(respond_malformed());
+      c.closing = true;
+      break;
+    }
+    if (is_event_stream(head)) {
+      start_stream(c, now);
+      pos = c.in.size();  // whatever follows the request is ignored
+      break;
+    }
+    bool close = false;
+    c.out.add(respond(head, backend_, close));
+    c.closing = close;
+    pos += used;
+  }
+  if (c.stream || c.closing || pos == c.in.size()) {
+    release(c.in);
+  } else {
+    c.in.erase(0, pos);
+  }
+  return more;
+}
+
+// Moves a connection on as far as it goes now: answer, send, read, again, until the socket is
+// drained or full. One that is still readable after a full buffer is posted to the next turn
+// of the loop, so that a flood does not starve the other connections.
+void HttpServer::serve(Connection& c, Clock::time_point now) {
+  bool sent = false;
+  for (bool full_read = false;;) {
+    if (c.stream) {
+      flush_stream(c, now);  // input on a stream is read below and discarded
+      if (c.fd < 0) return;
+    } else if (!c.lingering) {
+      const bool more = answer(c, now);
+      if (c.stream) continue;
+      if (!flush(c, now, sent)) return;
+      if (more) continue;
+      if (c.closing) {
+        if (c.peer_done) return drop(c);
+        // Half-close, then read until the client closes too (or the linger deadline).
+        ::shutdown(c.fd, SHUT_WR);
+        c.lingering = true;
+        c.deadline = now + kLingerTimeout;
+      } else if (c.in.empty() && sent) {
+        c.deadline = now + kKeepAliveTimeout;
+      }
+    }
+    if (!c.readable) return;
+    if (full_read) return posted_.push_back(&c);
+    if (!read_some(c, now)) return;
+    full_read = c.readable;
+  }
 }
 
 void HttpServer::drop(Connection& c) {
@@ -766,7 +822,7 @@ void HttpServer::flush_stream(Connection& c, Clock::time_point now) {
   if (c.out.empty()) {
     c.out.clear();
     c.deadline = Clock::time_point::max();
-    return watch(c, EPOLLIN);
+    return;
   }
   if (c.out.size() > c.backlog) {
     spdlog::info("http: dropping an event stream whose reader fell {} KiB behind",
@@ -774,7 +830,6 @@ void HttpServer::flush_stream(Connection& c, Clock::time_point now) {
     return drop(c);
   }
   if (progress || !waiting_before) c.deadline = now + kSendTimeout;
-  watch(c, EPOLLIN | EPOLLOUT);
 }
 
 // On each tick while streams are open: a `probe` event per effective-status transition recorded

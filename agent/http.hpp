@@ -7,8 +7,10 @@
 
 #include <sys/types.h>
 
+#include <array>
 #include <atomic>
 #include <chrono>
+#include <ctime>
 #include <functional>
 #include <list>
 #include <memory>
@@ -29,9 +31,12 @@ namespace vitals {
 // and a connection sends it from there (a 600 KB body with 2,000 probes is not copied).
 struct Reply {
   int status = 200;
-  std::string content_type = "text/plain; charset=utf-8";
-  std::shared_ptr<const std::string> shared_body;  // null: empty
-  bool allow_header = false;                       // 405: send "Allow: GET, HEAD"
+  std::string_view content_type = "text/plain; charset=utf-8";  // a string literal
+  std::shared_ptr<const std::string> shared_body;               // null: empty
+  bool allow_header = false;                                    // 405: send "Allow: GET, HEAD"
+  // Set by ReplyCache: the whole answer to a GET, head and body in one string, keep-alive [0]
+  // and close [1]; rendered once for all the requests the cached reply answers.
+  std::shared_ptr<const std::array<std::string, 2>> whole;
   const std::string& body() const;
 };
 
@@ -40,18 +45,20 @@ struct Reply {
 constexpr std::chrono::milliseconds kHealthGranularity{1};
 
 // The reply to a plain GET /health, rendered again only when the state changed (a new
-// generation) or kHealthGranularity has passed since it was rendered.
+// generation) or kHealthGranularity has passed since it was rendered; its whole answers (see
+// Reply::whole) are rendered with it, and again when the second of their Date header is over.
 class ReplyCache {
  public:
   explicit ReplyCache(std::chrono::milliseconds granularity = kHealthGranularity)
       : granularity_(granularity) {}
-  Reply get(std::uint64_t generation, const std::function<Reply()>& render);
+  Reply get(std::uint64_t generation, const std::function<Reply()>& make);
 
  private:
   const std::chrono::milliseconds granularity_;
   std::mutex mutex_;
   std::uint64_t generation_ = 0;
   std::chrono::steady_clock::time_point rendered_{};
+  std::time_t whole_second_ = 0;  // Reply::whole's Date
   std::optional<Reply> reply_;
 };
 
@@ -147,8 +154,10 @@ class HttpServer {
   void loop();
   void accept_all(Clock::time_point now);
   void on_event(Connection& c, std::uint32_t events, Clock::time_point now);
+  bool read_some(Connection& c, Clock::time_point now);
+  bool flush(Connection& c, Clock::time_point now, bool& sent);
+  bool answer(Connection& c, Clock::time_point now);
   void serve(Connection& c, Clock::time_point now);
-  void watch(Connection& c, std::uint32_t events);
   void drop(Connection& c);
   void sweep(Clock::time_point now);
   void start_stream(Connection& c, Clock::time_point now);
@@ -164,9 +173,10 @@ class HttpServer {
   std::unordered_map<int, std::unique_ptr<Connection>> connections_;  // by fd
   std::list<Connection*> by_activity_;  // open connections, the one quiet the longest first
   std::size_t max_connections_ = 0;
-  bool at_cap_ = false;       // connections are being shed (logged once per episode)
-  std::vector<int> dropped_;  // closed at the end of the current batch of events
-  bool accepting_ = true;     // false for a moment after running out of fds
+  bool at_cap_ = false;              // connections are being shed (logged once per episode)
+  std::vector<int> dropped_;         // closed at the end of the current batch of events
+  std::vector<Connection*> posted_;  // to serve on the next turn, without waiting for an event
+  bool accepting_ = true;            // false for a moment after running out of fds
   Clock::time_point resume_accept_{};
   // /events
   std::size_t streams_ = 0;

@@ -268,6 +268,37 @@ class HttpAbuse(AgentCase):
         self.assert_fresh_health("malformed_fresh_health_ms")
         self.assert_alive()
 
+    def test_clients_streaming_input_after_their_400_do_not_starve_the_others(self):
+        # After a 400 the agent reads and discards until the client closes (or 2 s pass). Clients
+        # that send faster than it reads keep their sockets readable: the loop must still take
+        # its turn at every other connection, and end theirs at the deadline. Each flooder is a
+        # process of its own, so that together they outpace the agent's one thread.
+        flooder = (
+            "import socket, sys\n"
+            "s = socket.create_connection(('127.0.0.1', int(sys.argv[1])))\n"
+            "s.sendall(b'GARBAGE\\r\\n\\r\\n')\n"
+            "chunk = b'x' * (4 << 20)\n"
+            "try:\n"
+            "    while True:\n"
+            "        s.sendall(chunk)\n"
+            "except OSError:\n"
+            "    pass  # closed by the agent at its linger deadline\n"
+        )
+        procs = [subprocess.Popen([sys.executable, "-c", flooder, str(self.agent.port)])
+                 for _ in range(4)]
+        try:
+            time.sleep(0.3)
+            for _ in range(5):
+                self.assert_fresh_health("input_flood_fresh_health_ms")
+                time.sleep(0.2)
+            for p in procs:
+                p.wait(timeout=15.0)  # the agent closed each at its deadline
+        finally:
+            for p in procs:
+                p.kill()
+                p.wait()
+        self.assert_alive()
+
     def test_odd_but_parseable_requests_are_answered_or_closed(self):
         # Poco's head parser is lenient with some of these: what matters here is one
         # answer or a close, never a hang or a crash.

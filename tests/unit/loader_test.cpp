@@ -409,9 +409,23 @@ TEST_CASE("plain /health is rendered again when a result is recorded, else reuse
   // Reused is the very same string, and the answer sends that one: no request copies it.
   const Reply reused = route("GET", "/health", false, b);
   CHECK(route("GET", "/health", false, b).shared_body == reused.shared_body);
+  // The answer is the whole response rendered with it (head and body), the same string for
+  // every request; keep-alive and close each have theirs.
   bool close = true;
-  CHECK(respond(RequestHead{"GET", "/health", true, true, false}, b, close).body ==
-        reused.shared_body);
+  const Answer answer = respond(RequestHead{"GET", "/health", true, true, false}, b, close);
+  REQUIRE(reused.whole);
+  CHECK(answer.head.empty());
+  CHECK(answer.body.get() == &(*reused.whole)[0]);
+  CHECK_THAT(*answer.body, Catch::StartsWith("HTTP/1.1 503 Service Unavailable\r\n") &&
+                               Catch::Contains("\r\nConnection: keep-alive\r\n") &&
+                               Catch::EndsWith("\r\n\r\n" + reused.body()));
+  CHECK(respond(RequestHead{"GET", "/health", true, false, false}, b, close).body.get() ==
+        &(*reused.whole)[1]);
+  CHECK(close);
+  // HEAD is rendered from the reply: the same head, no body.
+  const Answer head = respond(RequestHead{"HEAD", "/health", true, true, false}, b, close);
+  CHECK(head.body == nullptr);
+  CHECK(head.head == answer.body->substr(0, head.head.size()));
   CHECK(snapshots == 1);
   p->probes[0]->record(p->probes[0]->run_once());
   const std::string after = route("GET", "/health", false, b).body();
