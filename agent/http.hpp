@@ -1,8 +1,8 @@
 // The agent's one HTTP listener: /, /health, /health/<probe>, /events, /livez, /readyz, /metrics.
 // Answers from memory only, so one event-loop thread (epoll) serves every connection: a request
 // costs no thread hand-off, and a thousand open connections cost a thousand small buffers, not a
-// thousand threads. Poco parses each request head; every connection has a deadline. /events
-// streams (Server-Sent Events) live in the same loop, fed on its 250 ms tick.
+// thousand threads. A fast reader, else Poco, parses each request head; every connection has a
+// deadline. /events streams (Server-Sent Events) live in the same loop, fed on its 250 ms tick.
 #pragma once
 
 #include <sys/types.h>
@@ -96,6 +96,13 @@ constexpr std::size_t kMaxRequestHead = 16 * 1024;
 // Reads the request head at the front of `in`. Complete: `used` is its length in bytes.
 // Malformed: unparseable, or no end within kMaxRequestHead bytes. Pure; fuzzed.
 HeadParse parse_request_head(std::string_view in, RequestHead& out, std::size_t& used);
+// The two readers parse_request_head uses; exposed for the differential test. Each takes one
+// head, from its request line to its empty line inclusive. The simple reader takes only a strict
+// form (CRLF line ends, one SP apart, HTTP/1.0 or 1.1, plain field lines, no Transfer-Encoding,
+// Content-Length or Connection) and says false for anything else, deciding nothing; whatever it
+// takes, Poco reads as the same head. Poco reads any head, at several times the cost.
+bool read_simple_head(std::string_view head, RequestHead& out);
+HeadParse read_head_with_poco(std::string_view head, RequestHead& out);
 // The bytes answering one request: the head, then the Reply's own body (none for HEAD).
 struct Answer {
   std::string head;

@@ -5,7 +5,9 @@
 //    length, in the whole stream; malformed stays malformed with more bytes; a head that ends
 //    inside the first part is complete there too;
 //  - every complete head is answered with an HTTP/1.1 status line and an empty line;
-//  - what the parser says it used is never more than it was given.
+//  - what the parser says it used is never more than it was given;
+//  - whatever the simple head reader takes, Poco reads as the same head (on each head found, and
+//    on the raw bytes as one head).
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -26,6 +28,18 @@ void require(bool ok, const char* what) {
 const vitals::HttpBackend kBackend{[] { return vitals::Snapshot{}; },
                                    [] { return vitals::AgentFacts{"0.0.0"}; }, [] { return true; }};
 
+// The fast path's contract: what read_simple_head takes, Poco takes too, as the same head.
+void check_readers(std::string_view head) {
+  vitals::RequestHead simple, poco;
+  if (!vitals::read_simple_head(head, simple)) return;
+  require(vitals::read_head_with_poco(head, poco) == vitals::HeadParse::Complete,
+          "the simple reader took a head Poco refuses");
+  require(simple.method == poco.method && simple.uri == poco.uri &&
+              simple.known_version == poco.known_version && simple.keep_alive == poco.keep_alive &&
+              simple.has_body == poco.has_body,
+          "the simple reader and Poco read different heads");
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -41,6 +55,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     std::size_t whole_used = 0, part_used = 0;
     const auto whole = vitals::parse_request_head(rest, whole_head, whole_used);
     const auto first = vitals::parse_request_head(part, part_head, part_used);
+    check_readers(rest);
+    if (whole == vitals::HeadParse::Complete) {
+      const std::size_t start = rest.starts_with("\r\n") ? 2 : rest.starts_with('\n') ? 1 : 0;
+      check_readers(rest.substr(start, whole_used - start));
+    }
     if (first == vitals::HeadParse::Complete) {
       require(whole == vitals::HeadParse::Complete, "a complete head became incomplete");
       require(part_used == whole_used, "more bytes changed the head's length");

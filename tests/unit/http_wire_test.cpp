@@ -214,3 +214,114 @@ TEST_CASE("plain request targets read as Poco reads them", "[http]") {
   CHECK(t.path == "/health/db");
   CHECK(t.all("history") == std::vector<std::string>{"2"});
 }
+
+namespace {
+
+bool same(const RequestHead& a, const RequestHead& b) {
+  return a.method == b.method && a.uri == b.uri && a.known_version == b.known_version &&
+         a.keep_alive == b.keep_alive && a.has_body == b.has_body;
+}
+
+std::string fields(int n) {
+  std::string s;
+  for (int i = 0; i < n; ++i) s += "X-" + std::to_string(i) + ": v\r\n";
+  return s;
+}
+
+// What read_simple_head takes, Poco reads as the same head. Returns whether the simple one took it.
+bool simple_agrees_with_poco(const std::string& head) {
+  INFO(head.substr(0, 80));
+  RequestHead simple, poco;
+  if (!read_simple_head(head, simple)) return false;
+  REQUIRE(read_head_with_poco(head, poco) == HeadParse::Complete);
+  CHECK(same(simple, poco));
+  return true;
+}
+
+}  // namespace
+
+TEST_CASE("the simple head reader takes only what Poco reads the same way", "[http]") {
+  const std::string curl =
+      "GET /health HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUser-Agent: curl/7.88.1\r\n"
+      "Accept: */*\r\n\r\n";
+  const std::string wrk = "GET /health HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n";
+  const std::string prometheus =
+      "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUser-Agent: Prometheus/2.42.0\r\n"
+      "Accept: application/openmetrics-text;version=1.0.0,application/openmetrics-text;"
+      "version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1\r\n"
+      "Accept-Encoding: gzip\r\nX-Prometheus-Scrape-Timeout-Seconds: 10\r\n\r\n";
+  const std::string get = "GET /health HTTP/1.1\r\n";
+  const std::string big(kMaxRequestHead, 'a');
+  const std::vector<std::string> heads = {
+      // the heads of the tests above
+      "GET /health HTTP/1.1\r\nHost: x\r\n\r\n", "GET /health HTTP/1.1\n\n",
+      "\r\nGET /health HTTP/1.1\r\n\r\n", "GET /health HTTP/1.1\r\nHost: x\r\n", "GET /hea", "",
+      "\r", "\r\n\r\n\r\n\r\n", "GET\r\n\r\n", "GET /health\r\n\r\n", "G\x01T /health HTTP/1.1\r\n",
+      "\x16\x03\x01\x02\x00", std::string(33, 'M') + " / HTTP/1.1\r\n\r\n",
+      std::string(32, 'M') + " / HTTP/1.1\r\n\r\n", "GET /?" + big + " HTTP/1.1\r\n",
+      "GET / HTTP/1.1\r\nX: " + big + "\r\n\r\n", "GET / HTTP/1.1\r\nContent-Length: abc\r\n\r\n",
+      "GET / HTTP/1.1\r\nContent-Length: -1\r\n\r\n", "GET / HTTP/1.1\r\nX: a\r\r\n\r\n",
+      "GET /livez HTTP/1.1\r\nHost: x\r\n\r\n", "GET /readyz HTTP/1.0\r\n\r\n",
+      "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+      "GET / HTTP/1.1\r\nConnection: close\r\n\r\n", "GET / HTTP/1.0\r\nConnection: foo\r\n\r\n",
+      "GET / HTTP/1.1\r\nconnection: close\r\n\r\n",
+      "GET / HTTP/1.0\r\nCONNECTION: KEEP-ALIVE\r\n\r\n", "GET / HTTP/2.0\r\n\r\n",
+      "GET / HTTP/1.1\r\nContent-Length: 0\r\n\r\n", "GET / HTTP/1.1\r\ncontent-length: 5\r\n\r\n",
+      "GET / HTTP/1.1\r\nCONTENT-LENGTH: 5\r\n\r\n",
+      "GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+      "GET / HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n", "HEAD /livez HTTP/1.1\r\n\r\n",
+      "POST /livez HTTP/1.1\r\nContent-Length: 2\r\n\r\n", "GET /nope HTTP/1.0\r\n\r\n",
+      "GET /livez HTTP/2.0\r\n\r\n",
+      // variations
+      curl, wrk, prometheus, get + "host: x\r\nACCEPT: */*\r\n\r\n", get + "X: a\tb\t\r\n\r\n",
+      get + "X:\ta\r\n\r\n", get + "X:\r\n\r\n", get + "X: \r\n\r\n", get + "X:   \t \r\n\r\n",
+      get + "Host: a\r\nHost: b\r\nhost: c\r\n\r\n", get + "X: a\r\n b\r\n\r\n",
+      get + "X: a\r\n\tb\r\n\r\n", get + " X: a\r\n\r\n", "GET http://x/health HTTP/1.1\r\n\r\n",
+      "OPTIONS * HTTP/1.1\r\n\r\n", "GET /health%2Fdb?history=2&format=line HTTP/1.1\r\n\r\n",
+      "GET /%zz HTTP/1.1\r\n\r\n", "GET /?a=%2 HTTP/1.1\r\n\r\n", get + "X: caf\xc3\xa9\r\n\r\n",
+      get + "X: \xff\r\n\r\n", get + "X: a\x7f\r\n\r\n", get + "X: a\x01\r\n\r\n",
+      get + "X: a\x0b\r\n\r\n", get + "X\x7f: a\r\n\r\n", "GET /\x7f HTTP/1.1\r\n\r\n",
+      "GET /\xc3\xa9 HTTP/1.1\r\n\r\n", "GET / HTTP/1.0\r\nHost: x\r\n\r\n",
+      "GET / HTTP/1.2\r\n\r\n", "GET / HTTP/1.10\r\n\r\n", "GET / http/1.1\r\n\r\n",
+      "GET  / HTTP/1.1\r\n\r\n", "GET /  HTTP/1.1\r\n\r\n", "GET / HTTP/1.1 \r\n\r\n",
+      "GET\t/ HTTP/1.1\r\n\r\n", "GET / HTTP/1.1\n\r\n", get + "X: a\n\r\n",
+      get + "X: a\rY: b\r\n\r\n", get + "X: a\r\rY: b\r\n\r\n", get + "X: a\r\n\n",
+      get + "X : a\r\n\r\n", get + "X\t: a\r\n\r\n", get + ": a\r\n\r\n", get + "X a\r\n\r\n",
+      get + "X(: a\r\n\r\n", get + "X: =?utf-8?B?Y2xvc2U=?=\r\n\r\n",
+      get + "Proxy-Connection: close\r\n\r\n", get + "Content-Lengths: 5\r\n\r\n",
+      get + "Connection2: close\r\n\r\n", get + "Keep-Alive: 5\r\n\r\n",
+      "get /health HTTP/1.1\r\n\r\n", "M-SEARCH * HTTP/1.1\r\n\r\n", "GET / HTTP/1.1\r\n\r\nGET",
+      "GET / HTTP/1.1\r\n\r\n\r\n", "GET / HTTP/1.1\r\n", "GET / HTTP/1.1\r\n\r",
+      "GET /" + std::string(2047, 'a') + " HTTP/1.1\r\n\r\n",
+      "GET /" + std::string(2048, 'a') + " HTTP/1.1\r\n\r\n", get + fields(100) + "\r\n",
+      get + fields(101) + "\r\n", get + std::string(256, 'N') + ": v\r\n\r\n",
+      get + std::string(257, 'N') + ": v\r\n\r\n",
+      get + "X: " + std::string(8191, 'v') + "\r\n\r\n",
+      get + "X:" + std::string(8192, 'v') + "\r\n\r\n",
+      get + "X:" + std::string(8193, 'v') + "\r\n\r\n",
+      get + "X: " + std::string(8192, 'v') + "\r\n\r\n"};
+  int taken = 0;
+  for (const auto& head : heads) taken += simple_agrees_with_poco(head);
+  CHECK(taken > 20);
+
+  // The heads real clients send, and the simple form up to Poco's own limits.
+  CHECK(simple_agrees_with_poco(curl));
+  CHECK(simple_agrees_with_poco(wrk));
+  CHECK(simple_agrees_with_poco(prometheus));
+  CHECK(simple_agrees_with_poco(get + fields(100) + "\r\n"));
+  CHECK(simple_agrees_with_poco(get + std::string(256, 'N') + ": v\r\n\r\n"));
+  CHECK(simple_agrees_with_poco(get + "X:" + std::string(8192, 'v') + "\r\n\r\n"));
+  CHECK(simple_agrees_with_poco("GET / HTTP/1.0\r\n\r\n"));
+  // Past them Poco refuses: the simple reader must not have taken these.
+  RequestHead h;
+  CHECK(read_head_with_poco(get + fields(101) + "\r\n", h) == HeadParse::Malformed);
+  CHECK(read_head_with_poco(get + std::string(257, 'N') + ": v\r\n\r\n", h) ==
+        HeadParse::Malformed);
+  CHECK(read_head_with_poco(get + "X:" + std::string(8193, 'v') + "\r\n\r\n", h) ==
+        HeadParse::Malformed);
+  // Through parse_request_head, the simple reader's head is the one it reports.
+  Parsed p = parse("\r\n" + wrk + "GET /livez HTTP/1.0\r\n\r\n");
+  REQUIRE(p.result == HeadParse::Complete);
+  CHECK(p.used == 2 + wrk.size());
+  CHECK(same(p.head, RequestHead{"GET", "/health", true, true, false}));
+}
