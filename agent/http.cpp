@@ -22,7 +22,6 @@
 #include <array>
 #include <cctype>
 #include <cerrno>
-#include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <istream>
@@ -46,6 +45,12 @@ constexpr auto kSendTimeout = 5s;        // a client that reads nothing for this
 // does not turn our close into a reset that destroys the response in flight.
 constexpr auto kLingerTimeout = 2s;
 constexpr auto kSweepEvery = 250ms;
+// Several clients at once: after a batch of kSpinBatch or more events the loop polls without
+// sleeping for kSpin, since their next requests are microseconds away and sleeping costs a
+// wake-up each time (tens of microseconds of latency on a VM, whose idle vCPU halts). A lone
+// client, however fast, never makes it spin. What it buys: bench/RESULTS.md, section 3.
+constexpr int kSpinBatch = 2;
+constexpr auto kSpin = 50us;
 constexpr std::size_t kIdleBuffer = 16 * 1024;  // larger buffers are freed once drained
 // Server-Sent Events (/events): streams have a cap of their own and no idle deadline; a stream
 // whose reader falls behind by more than its socket buffer plus kStreamBacklog (past the first
@@ -590,18 +595,16 @@ void HttpServer::stop() {
 void HttpServer::loop() {
   std::array<epoll_event, 256> events;
   auto next_sweep = Clock::now() + kSweepEvery;
-  static const auto spin = std::chrono::microseconds(
-      std::getenv("VITALS_SPIN_US") ? std::atoi(std::getenv("VITALS_SPIN_US")) : 0);
   Clock::time_point spin_until{};
   while (!stopping_) {
     // Deadlines need a tick only while connections are open (or accepting is paused).
     const bool idle = connections_.empty() && accepting_;
-    const bool spinning = spin.count() > 0 && Clock::now() < spin_until;
+    const bool spinning = Clock::now() < spin_until;
     const int timeout = !posted_.empty() || spinning ? 0
                         : idle                       ? -1
                                                      : static_cast<int>(kSweepEvery.count());
     const int n = epoll_wait(epoll_, events.data(), events.size(), timeout);
-    if (n > 0 && spin.count() > 0) spin_until = Clock::now() + spin;
+    if (n >= kSpinBatch) spin_until = Clock::now() + kSpin;
     if (n < 0 && errno != EINTR) {
       spdlog::error("http: epoll_wait failed: {}", std::strerror(errno));
       return;
