@@ -45,6 +45,7 @@ constexpr auto kSendTimeout = 5s;        // a client that reads nothing for this
 // does not turn our close into a reset that destroys the response in flight.
 constexpr auto kLingerTimeout = 2s;
 constexpr auto kSweepEvery = 250ms;
+constexpr std::size_t kMaxWholeBody = 16 * 1024;  // see ReplyCache::get
 // Several clients at once: after a batch of kSpinBatch or more events the loop polls without
 // sleeping for kSpin, since their next requests are microseconds away and sleeping costs a
 // wake-up each time (tens of microseconds of latency on a VM, whose idle vCPU halts). A lone
@@ -292,6 +293,9 @@ Reply ReplyCache::get(std::uint64_t generation, const std::function<Reply()>& ma
     reply_ = make();
     reply_->whole.reset();
   }
+  // A large body (thousands of probes) is sent from where it lies instead: copying it into
+  // whole answers would cost more than the head they save rendering.
+  if (reply_->body().size() > kMaxWholeBody) return *reply_;
   const std::time_t second = std::time(nullptr);
   if (!reply_->whole || second != whole_second_) {
     whole_second_ = second;

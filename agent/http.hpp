@@ -1,8 +1,9 @@
 // The agent's one HTTP listener: /, /health, /health/<probe>, /events, /livez, /readyz, /metrics.
-// Answers from memory only, so one event-loop thread (epoll) serves every connection: a request
-// costs no thread hand-off, and a thousand open connections cost a thousand small buffers, not a
-// thousand threads. A fast reader, else Poco, parses each request head; every connection has a
-// deadline. /events streams (Server-Sent Events) live in the same loop, fed on its 250 ms tick.
+// Answers from memory only, so one event-loop thread (epoll, edge-triggered) serves every
+// connection: a request costs no thread hand-off, and a thousand open connections cost a thousand
+// small buffers, not a thousand threads. A fast reader, else Poco, parses each request head; a
+// cached /health is sent as one string, head and body; every connection has a deadline. /events
+// streams (Server-Sent Events) live in the same loop, fed on its 250 ms tick.
 #pragma once
 
 #include <sys/types.h>
@@ -46,7 +47,8 @@ constexpr std::chrono::milliseconds kHealthGranularity{1};
 
 // The reply to a plain GET /health, rendered again only when the state changed (a new
 // generation) or kHealthGranularity has passed since it was rendered; its whole answers (see
-// Reply::whole) are rendered with it, and again when the second of their Date header is over.
+// Reply::whole; not for a body over 16 KiB) are rendered with it, and again when the second of
+// their Date header is over.
 class ReplyCache {
  public:
   explicit ReplyCache(std::chrono::milliseconds granularity = kHealthGranularity)

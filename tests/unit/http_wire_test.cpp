@@ -325,3 +325,23 @@ TEST_CASE("the simple head reader takes only what Poco reads the same way", "[ht
   CHECK(p.used == 2 + wrk.size());
   CHECK(same(p.head, RequestHead{"GET", "/health", true, true, false}));
 }
+
+TEST_CASE("the /health cache renders whole answers for a small body only", "[http]") {
+  const auto reply_of = [](std::size_t size) {
+    return [size] {
+      Reply r;
+      r.shared_body = std::make_shared<const std::string>(size, 'x');
+      return r;
+    };
+  };
+  ReplyCache small;
+  const Reply s = small.get(1, reply_of(100));
+  REQUIRE(s.whole);
+  CHECK_THAT((*s.whole)[0], Catch::EndsWith("\r\nConnection: keep-alive\r\n\r\n" + s.body()));
+  CHECK_THAT((*s.whole)[1], Catch::EndsWith("\r\nConnection: close\r\n\r\n" + s.body()));
+  // Thousands of probes: the body is sent from where it lies, never copied into an answer.
+  ReplyCache large;
+  const Reply l = large.get(1, reply_of(600 * 1024));
+  CHECK_FALSE(l.whole);
+  CHECK(large.get(1, reply_of(600 * 1024)).shared_body == l.shared_body);  // reused, not copied
+}
