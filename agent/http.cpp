@@ -614,26 +614,26 @@ void HttpServer::loop() {
       return;
     }
     const auto now = Clock::now();
+    const auto handle = [&](Connection& c, std::uint32_t events) {
+      try {
+        if (c.fd >= 0) on_event(c, events, now);
+      } catch (const std::exception& e) {  // out of memory: lose this connection, not the loop
+        spdlog::error("http: dropping a connection: {}", e.what());
+        if (c.fd >= 0) drop(c);
+      }
+    };
     for (int i = 0; i < n; ++i) {
       void* tag = events[i].data.ptr;
       if (tag == &listen_tag) {
         accept_all(now);
       } else if (tag != &wake_tag) {
-        auto* c = static_cast<Connection*>(tag);
-        try {
-          if (c->fd >= 0) on_event(*c, events[i].events, now);
-        } catch (const std::exception& e) {  // out of memory: lose this connection, not the loop
-          spdlog::error("http: dropping a connection: {}", e.what());
-          if (c->fd >= 0) drop(*c);
-        }
+        handle(*static_cast<Connection*>(tag), events[i].events);
       }
     }
     // Connections that stopped after a full buffer, so that one flood does not starve the rest.
     std::vector<Connection*> posted;
     posted.swap(posted_);
-    for (Connection* c : posted) {
-      if (c->fd >= 0) serve(*c, now);
-    }
+    for (Connection* c : posted) handle(*c, 0);
     if (now >= next_sweep) {
       if (streams_ > 0) publish(now);
       sweep(now);
@@ -692,6 +692,7 @@ void HttpServer::accept_all(Clock::time_point now) {
   }
 }
 
+// `events`: what epoll reported for `c` (none for a connection posted from the last turn).
 void HttpServer::on_event(Connection& c, std::uint32_t events, Clock::time_point now) {
   if (events & EPOLLERR) return drop(c);
   by_activity_.splice(by_activity_.end(), by_activity_, c.activity);

@@ -10,6 +10,7 @@
 # /work/shared/recipes/poco_http/build.sh): bare Poco HTTPServer, tuned, answering its own 300-byte
 # body from memory; it shows how much of the gap to nginx is Poco's and how much is vitals'.
 # Knobs: REPS=5 DURATION=10s CONNS="32 256" POCO_ANCHOR= (and lib.sh's VITALS_BUILD, OUT, NO_RESULTS).
+# The table comes from bench/http_table.py, which also pools the CSVs of several runs.
 set -euo pipefail
 # shellcheck source=bench/lib.sh disable=SC1091
 . "$(dirname "$0")/lib.sh"
@@ -128,65 +129,7 @@ for rep in $(seq "$REPS"); do
   done
 done
 
-python3 - "$OUT/http.csv" >"$OUT/table.md" <<'PY'
-import csv, math, statistics, sys
-rows = list(csv.DictReader(open(sys.argv[1])))
-med = lambda rs, k: statistics.median(float(r[k]) for r in rs)
-print("| server | conns | req/s median (min–max) | p50 µs | p90 µs | p99 µs | max µs | socket errors | non-2xx | server CPU µs/req | fresh GET during load, worst ms |")
-print("|---|---|---|---|---|---|---|---|---|---|---|")
-ratios, poco_ratios = {}, {}
-for c in sorted({int(r["conns"]) for r in rows}):
-    for srv in ("nginx", "vitals", "poco"):
-        rs = [r for r in rows if r["server"] == srv and int(r["conns"]) == c]
-        if not rs:
-            continue
-        rps = sorted(float(r["rps"]) for r in rs)
-        fresh = [r["fresh_worst_ms"] for r in rs]
-        worst = "FAIL" if "FAIL" in fresh else f"{max(float(x) for x in fresh):.1f}"
-        print(f"| {srv} | {c} | **{med(rs,'rps'):.0f}** ({rps[0]:.0f}–{rps[-1]:.0f}) | {med(rs,'p50_us'):.0f} | "
-              f"{med(rs,'p90_us'):.0f} | {med(rs,'p99_us'):.0f} | {med(rs,'max_us'):.0f} | "
-              f"{sum(int(r['socket_errors']) for r in rs)} | {sum(int(r['non2xx']) for r in rs)} | "
-              f"{med(rs,'cpu_us_per_req'):.1f} | {worst} |")
-    per_rep = []
-    for rep in sorted({r["rep"] for r in rows}):
-        v = [float(r["rps"]) for r in rows if r["server"] == "vitals" and int(r["conns"]) == c and r["rep"] == rep]
-        n = [float(r["rps"]) for r in rows if r["server"] == "nginx" and int(r["conns"]) == c and r["rep"] == rep]
-        if v and n:
-            per_rep.append(v[0] / n[0])
-    ratios[c] = (statistics.median(per_rep), per_rep)
-    pv = []
-    for rep in sorted({r["rep"] for r in rows}):
-        v = [float(r["rps"]) for r in rows if r["server"] == "vitals" and int(r["conns"]) == c and r["rep"] == rep]
-        p = [float(r["rps"]) for r in rows if r["server"] == "poco" and int(r["conns"]) == c and r["rep"] == rep]
-        if v and p:
-            pv.append(v[0] / p[0])
-    if pv:
-        poco_ratios[c] = statistics.median(pv)
-print()
-def median_interval(xs):
-    # The k-th smallest and k-th largest of n values bound their median with confidence
-    # 1 - 2 P(Binomial(n, 1/2) < k) (sign test): k the largest rank keeping that ≥ 95 %, else 1
-    # (94 % for n = 5; k = 2, 97.9 %, for n = 10).
-    xs, n = sorted(xs), len(xs)
-    conf = lambda k: 1 - 2 * sum(math.comb(n, i) for i in range(k)) / 2 ** n
-    k = max([k for k in range(1, n // 2 + 1) if conf(k) >= 0.95] or [1])
-    return xs[k - 1], xs[n - k], 100 * conf(k)
-for c, (m, per) in ratios.items():
-    lo, hi, conf = median_interval(per)
-    print(f"- c{c}: vitals/nginx = **{m:.2f}×** (median of per-repetition ratios {', '.join(f'{x:.2f}' for x in per)}; "
-          f"{conf:.1f} % interval {lo:.2f}–{hi:.2f}); target ≥ 1.0× {'met' if m >= 1.0 else 'MISSED'}")
-for c, r in poco_ratios.items():
-    print(f"- c{c}: vitals / bare Poco HTTPServer (tuned, 300-byte body from memory) = {r:.2f}×")
-v32 = [r for r in rows if r["server"] == "vitals" and r["conns"] == "32"]
-n32 = [r for r in rows if r["server"] == "nginx" and r["conns"] == "32"]
-if v32 and n32:
-    p99, np99 = med(v32, "p99_us") / 1000, med(n32, "p99_us") / 1000
-    print(f"- p99 at c32 (medians over {len(v32)} runs): vitals **{p99:.2f} ms**, nginx {np99:.2f} ms; "
-          f"target no worse than nginx's {'met' if p99 <= np99 else 'MISSED'}")
-errs = sum(int(r["socket_errors"]) for r in rows if r["server"] == "vitals")
-print(f"- vitals socket errors over all runs: **{errs}**; fresh requests during load all answered: "
-      f"{'yes' if all(r['fresh_worst_ms'] != 'FAIL' for r in rows if r['server'] == 'vitals') else 'NO'}")
-PY
+python3 "$BENCH_DIR/http_table.py" "$OUT/http.csv" >"$OUT/table.md"
 cat "$OUT/table.md"
 {
   echo "## 3. \`/health\` throughput: vitals against nginx serving the same bytes"
