@@ -49,7 +49,8 @@ constexpr std::size_t kMaxWholeBody = 16 * 1024;  // see ReplyCache::get
 // Several clients at once: after a batch of kSpinBatch or more events the loop polls without
 // sleeping for kSpin, since their next requests are microseconds away and sleeping costs a
 // wake-up each time (tens of microseconds of latency on a VM, whose idle vCPU halts). A lone
-// client, however fast, never makes it spin. What it buys: bench/RESULTS.md, section 3.
+// client, however fast, never makes it spin (only connections' events count). What it buys:
+// bench/RESULTS.md, section 3.
 constexpr int kSpinBatch = 2;
 constexpr auto kSpin = 50us;
 constexpr std::size_t kIdleBuffer = 16 * 1024;  // larger buffers are freed once drained
@@ -299,8 +300,10 @@ Reply ReplyCache::get(std::uint64_t generation, const std::function<Reply()>& ma
   const std::time_t second = std::time(nullptr);
   if (!reply_->whole || second != whole_second_) {
     whole_second_ = second;
+    Reply plain = *reply_;
+    plain.whole.reset();  // else render() would hand back the old answers, old Date and all
     reply_->whole = std::make_shared<const std::array<std::string, 2>>(std::array<std::string, 2>{
-        render(*reply_, false, false).bytes(), render(*reply_, false, true).bytes()});
+        render(plain, false, false).bytes(), render(plain, false, true).bytes()});
   }
   return *reply_;
 }
@@ -519,6 +522,8 @@ struct HttpServer::Connection {
   bool peer_done = false;   // the client shut its write side
   bool stream = false;      // an /events stream: no more requests, events are appended to `out`
   bool readable = false;    // the socket may hold input not read yet (see read_some)
+  bool eof_seen = false;    // epoll reported the client's FIN (EPOLLRDHUP/EPOLLHUP)
+  bool posted = false;      // in posted_
   std::size_t backlog = 0;  // a stream's most unsent bytes: kStreamBacklog past its snapshot
   Clock::time_point deadline;
   std::list<Connection*>::iterator activity;  // its place in by_activity_
@@ -608,7 +613,6 @@ void HttpServer::loop() {
                         : idle                       ? -1
                                                      : static_cast<int>(kSweepEvery.count());
     const int n = epoll_wait(epoll_, events.data(), events.size(), timeout);
-    if (n >= kSpinBatch) spin_until = Clock::now() + kSpin;
     if (n < 0 && errno != EINTR) {
       spdlog::error("http: epoll_wait failed: {}", std::strerror(errno));
       return;
@@ -622,21 +626,35 @@ void HttpServer::loop() {
         if (c.fd >= 0) drop(c);
       }
     };
+    int ready = 0;  // connections with an event
     for (int i = 0; i < n; ++i) {
       void* tag = events[i].data.ptr;
       if (tag == &listen_tag) {
-        accept_all(now);
+        try {
+          accept_all(now);
+        } catch (const std::exception& e) {  // out of memory: accept again on the next turn
+          spdlog::error("http: unable to accept a connection: {}", e.what());
+        }
       } else if (tag != &wake_tag) {
+        ++ready;
         handle(*static_cast<Connection*>(tag), events[i].events);
       }
     }
+    if (ready >= kSpinBatch) spin_until = Clock::now() + kSpin;
     // Connections that stopped after a full buffer, so that one flood does not starve the rest.
     std::vector<Connection*> posted;
     posted.swap(posted_);
-    for (Connection* c : posted) handle(*c, 0);
+    for (Connection* c : posted) {
+      c->posted = false;
+      handle(*c, 0);
+    }
     if (now >= next_sweep) {
-      if (streams_ > 0) publish(now);
-      sweep(now);
+      try {
+        if (streams_ > 0) publish(now);
+        sweep(now);
+      } catch (const std::exception& e) {  // out of memory: try again on the next tick
+        spdlog::error("http: unable to publish events or sweep deadlines: {}", e.what());
+      }
       next_sweep = now + kSweepEvery;
     }
     std::erase_if(posted_, [](const Connection* c) { return c->fd < 0; });
@@ -697,11 +715,14 @@ void HttpServer::on_event(Connection& c, std::uint32_t events, Clock::time_point
   if (events & EPOLLERR) return drop(c);
   by_activity_.splice(by_activity_.end(), by_activity_, c.activity);
   if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) c.readable = true;
+  if (events & (EPOLLRDHUP | EPOLLHUP)) c.eof_seen = true;
   serve(c, now);
 }
 
 // Reads once. Edge-triggered: a read shorter than the buffer drained the socket, and input
-// arriving later brings a new event; a full one may have left more (`c.readable` stays set).
+// arriving later brings a new event; a full one may have left more (`c.readable` stays set), and
+// so has a short one when the client's FIN came with its data: no edge follows a FIN, so the
+// read that returns 0 must still be made.
 // Input after our last response, or on an event stream, is discarded. False: `c` was dropped.
 bool HttpServer::read_some(Connection& c, Clock::time_point now) {
   std::array<char, 64 * 1024> buf;
@@ -715,7 +736,7 @@ bool HttpServer::read_some(Connection& c, Clock::time_point now) {
     c.readable = false;
     return true;
   }
-  c.readable = static_cast<std::size_t>(n) == buf.size();
+  c.readable = static_cast<std::size_t>(n) == buf.size() || (n > 0 && c.eof_seen);
   if (n == 0 && (c.lingering || c.stream)) {
     drop(c);
     return false;
@@ -787,8 +808,8 @@ bool HttpServer::answer(Connection& c, Clock::time_point now) {
 }
 
 // Moves a connection on as far as it goes now: answer, send, read, again, until the socket is
-// drained or full. One that is still readable after a full buffer is posted to the next turn
-// of the loop, so that a flood does not starve the other connections.
+// drained or full. A connection still readable after one full buffer is posted to the next turn
+// of the loop instead of read again, so that a flood does not starve the other connections.
 void HttpServer::serve(Connection& c, Clock::time_point now) {
   bool sent = false;
   for (bool full_read = false;;) {
@@ -811,7 +832,11 @@ void HttpServer::serve(Connection& c, Clock::time_point now) {
       }
     }
     if (!c.readable) return;
-    if (full_read) return posted_.push_back(&c);
+    if (full_read) {
+      if (!c.posted) posted_.push_back(&c);
+      c.posted = true;
+      return;
+    }
     if (!read_some(c, now)) return;
     full_read = c.readable;
   }

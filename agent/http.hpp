@@ -117,8 +117,9 @@ Answer respond(const RequestHead& head, const HttpBackend& backend, bool& close)
 std::string respond_malformed();
 
 // What a connection has yet to send: bytes of its own (heads, small bodies, events), then at most
-// one shared body, sent from where it lies with the bytes before it in one sendmsg. Bytes added
-// behind a body (a pipelined request, an event stream) copy that body's unsent rest first.
+// one shared body, sent from where it lies with the bytes before it in one sendmsg (one part:
+// send). Bytes added behind a body (a pipelined request, an event stream) copy that body's unsent
+// rest first.
 class Output {
  public:
   void add(std::string_view bytes);
@@ -183,7 +184,7 @@ class HttpServer {
   std::list<Connection*> by_activity_;  // open connections, the one quiet the longest first
   std::size_t max_connections_ = 0;
   bool at_cap_ = false;              // connections are being shed (logged once per episode)
-  std::vector<int> dropped_;         // closed at the end of the current batch of events
+  std::vector<int> dropped_;         // closed at the end of the current turn of the loop
   std::vector<Connection*> posted_;  // to serve on the next turn, without waiting for an event
   bool accepting_ = true;            // false for a moment after running out of fds
   Clock::time_point resume_accept_{};

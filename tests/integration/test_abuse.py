@@ -268,6 +268,29 @@ class HttpAbuse(AgentCase):
         self.assert_fresh_health("malformed_fresh_health_ms")
         self.assert_alive()
 
+    def test_a_client_that_half_closes_gets_its_answer_and_then_the_end(self):
+        # Request and FIN sent back to back (`printf ... | nc -N`, a script's shutdown(SHUT_WR)):
+        # on loopback both are queued before the agent reads, so the FIN brings no event of its
+        # own. The agent must still see it: answer, then close at once, not at the 10 s
+        # keep-alive deadline (or the 5 s request deadline for half a head, or after a 2 s linger
+        # for HTTP/1.0). The 4 s read bound is below all three.
+        cases = {
+            "HTTP/1.1 keep-alive": (b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n", b"HTTP/1.1 200 "),
+            "HTTP/1.0": (b"GET /health HTTP/1.0\r\n\r\n", b"HTTP/1.1 200 "),
+            "half a head": (b"GET /health HTTP/1.1\r\nHo", b""),
+        }
+        for what, (request, answer) in cases.items():
+            with self.subTest(what):
+                s = self.connect()
+                s.sendall(request)
+                s.shutdown(socket.SHUT_WR)
+                data, closed = read_until_closed(s, timeout=4.0)
+                self.assertTrue(closed, f"not closed after the client's FIN: {data[:80]!r}")
+                self.assertTrue(data.startswith(answer), data[:80])
+                if not answer:
+                    self.assertEqual(data, b"")
+        self.assert_alive()
+
     def test_clients_streaming_input_after_their_400_do_not_starve_the_others(self):
         # After a 400 the agent reads and discards until the client closes (or 2 s pass). Clients
         # that send faster than it reads keep their sockets readable: the loop must still take

@@ -8,8 +8,11 @@
 #include <catch2/catch.hpp>
 
 #include <cerrno>
+#include <chrono>
+#include <ctime>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "http.hpp"
 
@@ -344,4 +347,26 @@ TEST_CASE("the /health cache renders whole answers for a small body only", "[htt
   const Reply l = large.get(1, reply_of(600 * 1024));
   CHECK_FALSE(l.whole);
   CHECK(large.get(1, reply_of(600 * 1024)).shared_body == l.shared_body);  // reused, not copied
+}
+
+TEST_CASE("whole answers are rendered again when their Date's second is over", "[http]") {
+  ReplyCache cache(std::chrono::hours(1));  // the reply itself is never rendered again here
+  const auto make = [] {
+    Reply r;
+    r.shared_body = std::make_shared<const std::string>("ok\n");
+    return r;
+  };
+  const Reply first = cache.get(1, make);
+  const std::time_t second = std::time(nullptr);
+  while (std::time(nullptr) == second) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  const Reply later = cache.get(1, make);
+  REQUIRE(first.whole);
+  REQUIRE(later.whole);
+  CHECK(later.shared_body == first.shared_body);  // the same reply
+  const auto date = [](const std::string& answer) {
+    const std::size_t at = answer.find("\r\nDate: ");
+    return answer.substr(at, answer.find("\r\n", at + 2) - at);
+  };
+  CHECK(date((*later.whole)[0]) != date((*first.whole)[0]));
+  CHECK(date((*later.whole)[1]) == date((*later.whole)[0]));
 }
