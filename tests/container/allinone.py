@@ -279,8 +279,17 @@ def check_wedge(volume):
             "svc-mcp runs under a new pid, up and ready (s6 restarted it after vitals ended the wedged one)",
             f"pid {wedged} -> {after['pid']}")
     C.check(w.exec("test", "-e", f"/proc/{wedged}", check=False).returncode == 1, "the wedged process is gone")
-    hc = w.healthcheck()
-    C.check(hc[0] == 0 and hc[2] == "healthy", "the HEALTHCHECK says healthy, without `podman restart`", hc[1])
+    # The HEALTHCHECK is healthy again on its own. It is given 30 s: this check failed once in a
+    # clean-clone CI run (2026-11-30, `vitals check` exit 1 once, while /health from the host had
+    # been healthy a moment before) and passed when run again; the checks' own log is printed
+    # when it fails, to tell a flap of the agent's probes from a check that cannot get an answer.
+    try:
+        hc = wait_for(lambda: (r := w.healthcheck())[0] == 0 and r[2] == "healthy" and r, 30,
+                      what="a healthy HEALTHCHECK")
+    except AssertionError:
+        hc = w.healthcheck()
+    C.check(hc[0] == 0 and hc[2] == "healthy", "the HEALTHCHECK says healthy, without `podman restart`",
+            hc[1] if hc[0] == 0 else f"{hc[1]}; the checks' log: {w.inspect('{{json .State.Health.Log}}')[-1500:]}")
     now = {s: w.svstat(s)["pid"] for s in before}
     C.check(now == before and w.inspect("{{.State.StartedAt}}") == started,
             "PostgreSQL, Ollama and the agent kept their pids; the same container", str(now))
