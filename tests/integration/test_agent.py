@@ -291,13 +291,18 @@ class Check(VitalsTestCase):
                            capture_output=True, text=True, timeout=10)
         self.assertEqual((p.returncode, p.stdout), (0, "healthy ready=true 0/0\n"))
         missing = re.escape(os.path.normpath(self.tmp.path)) + r"/lib\S*/vitals/vitals"
-        p = subprocess.run([alone, "check", "--url", f"http://localhost:{agent.port}"],
-                           capture_output=True, text=True, timeout=10)
-        self.assertEqual(p.returncode, 1)
-        self.assertRegex(p.stdout, rf"^unable to run {missing}: No such file or directory\n$")
-        p = subprocess.run([alone, "version"], capture_output=True, text=True, timeout=10)
-        self.assertEqual(p.returncode, 111)
-        self.assertRegex(p.stderr, rf"^vitals: fatal: unable to run {missing}: No such file or directory\n$")
+
+        def says_both_ways(why):
+            # What is handed over: `check` says why on stdout and exits 1, the rest on stderr, 111.
+            p = subprocess.run([alone, "check", "--url", f"http://localhost:{agent.port}"],
+                               capture_output=True, text=True, timeout=10)
+            self.assertEqual(p.returncode, 1)
+            self.assertRegex(p.stdout, rf"^{why}\n$")
+            p = subprocess.run([alone, "version"], capture_output=True, text=True, timeout=10)
+            self.assertEqual(p.returncode, 111)
+            self.assertRegex(p.stderr, rf"^vitals: fatal: {why}\n$")
+
+        says_both_ways(rf"unable to run {missing}: No such file or directory")
         # With the agent executable but no core library beside it: the same two ways of saying so.
         agent_exe = glob.glob(os.path.join(os.path.dirname(shutil.which(VITALS)), "..", "lib*", "vitals",
                                            "vitals"))[0]
@@ -305,13 +310,7 @@ class Check(VitalsTestCase):
                                                              os.path.dirname(os.path.dirname(shutil.which(VITALS)))))
         os.makedirs(pkglib)
         shutil.copy(agent_exe, pkglib)
-        p = subprocess.run([alone, "check", "--url", f"http://localhost:{agent.port}"],
-                           capture_output=True, text=True, timeout=10)
-        self.assertEqual(p.returncode, 1)
-        self.assertRegex(p.stdout, r"^unable to load \S*/libvitals-core\.so: cannot open shared object file.*\n$")
-        p = subprocess.run([alone, "version"], capture_output=True, text=True, timeout=10)
-        self.assertEqual(p.returncode, 111)
-        self.assertRegex(p.stderr, r"^vitals: fatal: unable to load \S*/libvitals-core\.so: cannot open shared object file")
+        says_both_ways(r"unable to load \S*/libvitals-core\.so: cannot open shared object file.*")
 
     def test_absent_agent_and_usage_errors_exit_1(self):
         code, out = self.check("--url", f"http://127.0.0.1:{free_port()}")
